@@ -1,0 +1,4 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+from .version import __version__, version_info
+
+__all__ = ['__version__', 'version_info']

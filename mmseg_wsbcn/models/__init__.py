@@ -1,0 +1,2 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+from .layers import *  # noqa: F401,F403

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Build the whole mmseg_wsbcn environment from nothing, in ./.venv of this checkout.
+#
+#   bash tools/setup_env.sh
+#
+# Steps (each one is skipped when it is already done, so a second run takes seconds):
+#   1. create .venv with Python 3.11
+#   2. install the CPU build of torch FIRST (every later pip call gets the constraints file,
+#      so nothing can pull a newer torch with CUDA packages)
+#   3. install the build tools mmcv needs (setuptools<81, wheel, ninja)
+#   4. build mmcv 2.1.0 from source WITH its compiled ops (about 5-6 minutes on 2 cores),
+#      or reuse a wheel built earlier, but only after checking it really holds the ops
+#   5. install mmengine, mmsegmentation, opencv, the test tools and this package (editable)
+#   6. prove it: import mmcv.ops, mmseg.models and mmseg_wsbcn
+#
+# Environment variables:
+#   PYTHON            interpreter used to create the venv (default: python3.11, else python3)
+#   VENV              where to create it (default: <checkout>/.venv)
+#   MMCV_WHEEL_DIR    where built mmcv wheels are kept for reuse
+#                     (default: ${XDG_CACHE_HOME:-~/.cache}/mmseg_wsbcn/wheels)
+#   MAX_JOBS          parallel compile jobs for mmcv (default: number of cores)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+MMCV_VERSION="2.1.0"
+TORCH_VERSION="2.13.0"
+MMCV_WHEEL_DIR="${MMCV_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmseg_wsbcn/wheels}"
+STEP="start"
+T0=$SECONDS
+
+log() { printf '[setup %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
+fail() { printf '[setup] FAILED at step "%s": %s\n' "$STEP" "$*" >&2; exit 1; }
+trap 'rc=$?; [ $rc -ne 0 ] && printf "[setup] FAILED at step \"%s\" (exit code %d); see the output above.\n" "$STEP" "$rc" >&2' EXIT
+
+# ---------------------------------------------------------------- 1. venv
+STEP="1/6 create the virtual environment"
+if [ ! -x "$VENV/bin/python" ]; then
+    PY="${PYTHON:-$(command -v python3.11 || command -v python3 || true)}"
+    [ -n "$PY" ] || fail "no python3.11 or python3 on PATH; set PYTHON=/path/to/python3.11"
+    "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+        || fail "$PY is Python $("$PY" -c 'import sys; print(sys.version.split()[0])'); Python 3.11 is required (set PYTHON=...)"
+    log "$STEP: $VENV (from $PY)"
+    "$PY" -m venv "$VENV" || fail "python -m venv $VENV failed"
+else
+    log "$STEP: $VENV already exists"
+fi
+PYBIN="$VENV/bin/python"
+PIP=("$PYBIN" -m pip --disable-pip-version-check)
+
+has_version() {  # has_version DIST VERSION -> 0 when DIST==VERSION is installed in the venv
+    "$PYBIN" - "$1" "$2" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+try:
+    v = version(sys.argv[1])
+except PackageNotFoundError:
+    sys.exit(1)
+sys.exit(0 if v.split('+')[0] == sys.argv[2] else 1)
+EOF
+}
+
+# ---------------------------------------------------------------- 2. torch
+STEP="2/6 install torch==$TORCH_VERSION (CPU build) first"
+if has_version torch "$TORCH_VERSION"; then
+    log "$STEP: already installed"
+else
+    log "$STEP"
+    "${PIP[@]}" install "torch==$TORCH_VERSION" -c "$CONSTRAINTS" \
+        || fail "pip could not install torch==$TORCH_VERSION (is the CPU wheel reachable by pip?)"
+fi
+
+# ---------------------------------------------------------------- 3. build tools
+STEP="3/6 install build tools (setuptools<81, wheel, ninja)"
+if "$PYBIN" -c 'import setuptools, wheel, ninja, pkg_resources, sys; sys.exit(int(setuptools.__version__.split(".")[0]) >= 81)' 2>/dev/null; then
+    log "$STEP: already installed"
+else
+    log "$STEP"
+    "${PIP[@]}" install -r "$ROOT/requirements/build.txt" -c "$CONSTRAINTS" || fail "pip install of the build tools failed"
+fi
+
+# ---------------------------------------------------------------- 4. mmcv with ops
+STEP="4/6 mmcv==$MMCV_VERSION with compiled ops"
+mmcv_ops_ok() { "$PYBIN" -c 'import mmcv, mmcv.ops, sys; from mmcv.utils import ext_loader; ext_loader.load_ext("_ext", ["nms"]); sys.exit(mmcv.__version__ != "'"$MMCV_VERSION"'")' >/dev/null 2>&1; }
+wheel_has_ops() { "$PYBIN" - "$1" <<'EOF'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+sys.exit(0 if any(n.startswith('mmcv/_ext') and n.endswith('.so') for n in names) else 1)
+EOF
+}
+if has_version mmcv "$MMCV_VERSION" && mmcv_ops_ok; then
+    log "$STEP: already installed, ops load"
+else
+    mkdir -p "$MMCV_WHEEL_DIR"
+    WHEEL="$(ls "$MMCV_WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
+    if [ -n "$WHEEL" ] && ! wheel_has_ops "$WHEEL"; then
+        log "$STEP: discarding $WHEEL (it holds no compiled ops)"
+        rm -f "$WHEEL"; WHEEL=""
+    fi
+    if [ -z "$WHEEL" ]; then
+        log "$STEP: building from source (about 5-6 minutes on 2 cores; compiler output below)"
+        BUILD_DIR="$(mktemp -d)"
+        MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" CFLAGS="-g0" \
+            "${PIP[@]}" wheel "mmcv==$MMCV_VERSION" --no-deps --no-binary mmcv --no-cache-dir \
+            --no-build-isolation -c "$CONSTRAINTS" -w "$BUILD_DIR" \
+            || fail "building mmcv==$MMCV_VERSION from source failed (needs gcc, Python headers, torch, setuptools<81, ninja)"
+        WHEEL="$(ls "$BUILD_DIR"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)"
+        wheel_has_ops "$WHEEL" || fail "the mmcv wheel built without its compiled ops (mmcv/_ext*.so missing); not installing it"
+        mv "$WHEEL" "$MMCV_WHEEL_DIR/" && WHEEL="$MMCV_WHEEL_DIR/$(basename "$WHEEL")"
+        rm -rf "$BUILD_DIR"
+        log "$STEP: built $WHEEL"
+    else
+        log "$STEP: reusing $WHEEL"
+    fi
+    "${PIP[@]}" install --no-deps --force-reinstall "$WHEEL" || fail "pip install $WHEEL failed"
+    mmcv_ops_ok || fail "mmcv installed but 'import mmcv.ops' fails; remove $MMCV_WHEEL_DIR and run again"
+fi
+
+# ---------------------------------------------------------------- 5. the rest + this package
+STEP="5/6 install mmengine, mmsegmentation, opencv, pytest and mmseg_wsbcn (editable)"
+STAMP="$VENV/.mmseg_wsbcn-setup"
+FINGERPRINT="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.cfg" "$ROOT/pyproject.toml" 2>/dev/null | cksum)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$FINGERPRINT" ]; then
+    log "$STEP: already installed (requirements unchanged)"
+else
+    log "$STEP"
+    "${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" -c "$CONSTRAINTS" \
+        || fail "pip install of the runtime requirements failed"
+    "${PIP[@]}" install --no-build-isolation --no-deps -e "$ROOT" || fail "editable install of mmseg_wsbcn failed"
+    printf '%s' "$FINGERPRINT" > "$STAMP"
+fi
+
+# ---------------------------------------------------------------- 6. prove it
+STEP="6/6 check the environment"
+"$PYBIN" - <<'EOF' || fail "the environment is incomplete (see the error above)"
+import torch, mmcv, mmcv.ops, mmengine, mmseg, mmseg.models, mmseg_wsbcn
+from mmcv.utils import ext_loader
+ext_loader.load_ext('_ext', ['nms'])
+print(f'[setup] torch {torch.__version__} | mmcv {mmcv.__version__} (ops ok) | '
+      f'mmengine {mmengine.__version__} | mmseg {mmseg.__version__} | '
+      f'mmseg_wsbcn {mmseg_wsbcn.__version__}')
+EOF
+log "done. Activate with: source ${VENV#$ROOT/}/bin/activate"
