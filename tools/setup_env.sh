@@ -82,15 +82,17 @@ fi
 
 # ---------------------------------------------------------------- 4. mmcv with ops
 STEP="4/6 mmcv==$MMCV_VERSION with compiled ops"
-mmcv_ops_ok() { "$PYBIN" -c 'import mmcv, mmcv.ops, sys; from mmcv.utils import ext_loader; ext_loader.load_ext("_ext", ["nms"]); sys.exit(mmcv.__version__ != "'"$MMCV_VERSION"'")' >/dev/null 2>&1; }
+# mmcv cannot be imported before mmengine is installed (step 5), so check
+# for the compiled extension file here and import it in step 6.
+mmcv_has_ops() { "$PYBIN" -c 'import glob, importlib.util, os, sys; s = importlib.util.find_spec("mmcv"); sys.exit(0 if s and glob.glob(os.path.join(os.path.dirname(s.origin), "_ext*.so")) else 1)' 2>/dev/null; }
 wheel_has_ops() { "$PYBIN" - "$1" <<'EOF'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 sys.exit(0 if any(n.startswith('mmcv/_ext') and n.endswith('.so') for n in names) else 1)
 EOF
 }
-if has_version mmcv "$MMCV_VERSION" && mmcv_ops_ok; then
-    log "$STEP: already installed, ops load"
+if has_version mmcv "$MMCV_VERSION" && mmcv_has_ops; then
+    log "$STEP: already installed, with its compiled ops"
 else
     mkdir -p "$MMCV_WHEEL_DIR"
     WHEEL="$(ls "$MMCV_WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
@@ -99,7 +101,7 @@ else
         rm -f "$WHEEL"; WHEEL=""
     fi
     if [ -z "$WHEEL" ]; then
-        log "$STEP: building from source (about 5-6 minutes on 2 cores; compiler output below)"
+        log "$STEP: building from source (about 5-6 minutes on 2 cores; pip prints 'still running...' meanwhile)"
         BUILD_DIR="$(mktemp -d)"
         MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" CFLAGS="-g0" \
             "${PIP[@]}" wheel "mmcv==$MMCV_VERSION" --no-deps --no-binary mmcv --no-cache-dir \
@@ -114,7 +116,7 @@ else
         log "$STEP: reusing $WHEEL"
     fi
     "${PIP[@]}" install --no-deps --force-reinstall "$WHEEL" || fail "pip install $WHEEL failed"
-    mmcv_ops_ok || fail "mmcv installed but 'import mmcv.ops' fails; remove $MMCV_WHEEL_DIR and run again"
+    mmcv_has_ops || fail "mmcv installed from $WHEEL has no compiled ops; remove that wheel and run again"
 fi
 
 # ---------------------------------------------------------------- 5. the rest + this package
@@ -133,7 +135,7 @@ fi
 
 # ---------------------------------------------------------------- 6. prove it
 STEP="6/6 check the environment"
-"$PYBIN" - <<'EOF' || fail "the environment is incomplete (see the error above)"
+"$PYBIN" - <<'EOF' || fail "the environment is incomplete (see the error above); if 'import mmcv.ops' failed, remove $MMCV_WHEEL_DIR and run again"
 import torch, mmcv, mmcv.ops, mmengine, mmseg, mmseg.models, mmseg_wsbcn
 from mmcv.utils import ext_loader
 ext_loader.load_ext('_ext', ['nms'])

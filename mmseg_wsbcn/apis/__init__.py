@@ -1,0 +1,11 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+from .cli import OneLineErrorParser, ToolError
+from .config import (check_checkpoint_paths, check_data_roots, check_paths,
+                     prepare_config)
+from .runner import build_runner, finish_distributed, init_cpu_distributed
+
+__all__ = [
+    'OneLineErrorParser', 'ToolError', 'check_checkpoint_paths',
+    'check_data_roots', 'check_paths', 'prepare_config', 'build_runner',
+    'finish_distributed', 'init_cpu_distributed'
+]

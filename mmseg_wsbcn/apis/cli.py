@@ -1,0 +1,23 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+"""Command-line plumbing shared by ``tools/train.py`` and ``tools/test.py``."""
+import argparse
+from typing import NoReturn
+
+
+class ToolError(Exception):
+    """A user-facing problem (bad path, bad value) that the tools report in
+    one line instead of a traceback."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line.
+
+    ``argparse`` prints the whole usage block before the error; with many
+    options that buries the one line that matters (e.g. ``argument
+    --launcher: invalid choice: 'foo' (choose from 'none', 'pytorch',
+    'slurm', 'mpi')``). ``--help`` still prints the full usage.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f'{self.prog}: error: {message}\n')
+

@@ -1,0 +1,4 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+from .runner import WSBCNRunner, trusted_local_checkpoints
+
+__all__ = ['WSBCNRunner', 'trusted_local_checkpoints']

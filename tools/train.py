@@ -1,0 +1,95 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+"""Train a segmentor from a config file (mmseg 1.x's ``tools/train.py``).
+
+Examples::
+
+    python tools/train.py configs/demo/deeplabv3_r18-d8_bcn-ws_1xb2-200iters_cityscapes-mini-128x128.py
+    python tools/train.py CONFIG --work-dir work_dirs/exp1 --resume
+    torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
+"""
+import argparse
+import os
+import sys
+
+from mmengine.config import DictAction
+
+from mmseg_wsbcn.apis import (OneLineErrorParser, ToolError, build_runner,
+                              check_paths, finish_distributed,
+                              prepare_config)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = OneLineErrorParser(description='Train a segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        default=False,
+        help='resume from the latest checkpoint in the work_dir '
+        'automatically')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value '
+        'pair in xxx=yyy format will be merged into config file. If the '
+        'value to be overwritten is a list, it should be like key="[a,b]" '
+        'or key=a,b It also allows nested list/tuple values, e.g. '
+        'key="[(a,b),(c,d)]" Note that the quotation marks are necessary '
+        'and that no white space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
+    # will pass the `--local-rank` parameter to `tools/train.py` instead
+    # of `--local_rank`.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = prepare_config(
+            args.config,
+            mode='train',
+            work_dir=args.work_dir,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher)
+        if args.amp:
+            optim_wrapper = cfg.optim_wrapper.type
+            if optim_wrapper == 'AmpOptimWrapper':
+                print('AMP training is already enabled in your config.')
+            else:
+                assert optim_wrapper == 'OptimWrapper', (
+                    '`--amp` is only supported when the optimizer wrapper '
+                    f'type is `OptimWrapper` but got {optim_wrapper}.')
+                cfg.optim_wrapper.type = 'AmpOptimWrapper'
+                cfg.optim_wrapper.loss_scale = 'dynamic'
+        cfg.resume = args.resume
+        check_paths(cfg, mode='train')
+        runner = build_runner(cfg)
+    except ToolError as e:
+        sys.exit(f'train.py: error: {e}')
+    try:
+        runner.train()
+    except BaseException:
+        finish_distributed(wait=False)
+        raise
+    finish_distributed()
+    return runner
+
+
+if __name__ == '__main__':
+    main()
