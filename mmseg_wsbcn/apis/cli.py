@@ -1,7 +1,14 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """Command-line plumbing shared by ``tools/train.py`` and ``tools/test.py``."""
 import argparse
+import warnings
 from typing import NoReturn
+
+# MMEngine 0.10.7 imports ``pkg_resources`` lazily when it resolves
+# ``mmseg::`` config paths; setuptools (pinned < 81 for the mmcv build) then
+# warns on every use, burying the tools' own messages. Harmless: hide it.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 class ToolError(Exception):

@@ -1,0 +1,513 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+r"""Batch-Channel Normalization (BCN).
+
+Paper: S. Qiao, H. Wang, C. Liu, W. Shen and A. Yuille, *Micro-Batch
+Training with Batch-Channel Normalization and Weight Standardization*,
+arXiv:1903.10520. Authors' code: ``joe-siyuan-qiao/Batch-Channel-
+Normalization`` on GitHub (the layer is the class ``GN`` of
+``imagenet/models/layers.py``).
+
+For an input ``x`` of shape ``(N, C, H, W)`` whose channels form ``G``
+groups of ``C // G`` channels, BCN runs three steps::
+
+    batch step    y[n, c] = gamma[c] * (x[n, c] - m[c]) / sqrt(v[c] + eps)
+                            + beta[c]
+    channel step  z[n, g] = (y[n, g] - mean(y[n, g])) / sqrt(var(y[n, g])
+                            + eps)
+    group affine  out[n, g] = a[g] * z[n, g] + b[g]
+
+where ``y[n, g]`` holds the ``(C // G) * H * W`` values of sample ``n`` in
+group ``g`` and ``var`` is biased. The channel step is group normalization
+without affine; it always uses per-sample statistics. The batch step's
+``m, v`` are:
+
+- ``estimate=False`` (large batches): in training, the batch mean and biased
+  variance over ``(N, H, W)`` with gradient through them, exactly as
+  BatchNorm; the running statistics are updated with ``momentum`` (the
+  running variance takes the unbiased batch variance) and used in eval.
+- ``estimate=True`` (micro-batches, the paper's *estimated statistics*):
+  buffers ``mu_hat, var_hat`` (initially 0 and 1). In training, without
+  gradient, with ``r = momentum``::
+
+      m = mean(x)                   over (N, H, W)
+      s = mean((x - mu_hat) ** 2)   over (N, H, W), about the OLD mu_hat
+      mu_hat  <- (1 - r) * mu_hat  + r * m
+      var_hat <- (1 - r) * var_hat + r * s
+
+  and the step normalizes with the just-updated ``mu_hat, var_hat``; in eval
+  it uses them unchanged. No gradient ever flows through them. The authors'
+  code leaves the update rate at 0, so its estimates never move; here the
+  rate is ``momentum`` (default 0.1).
+
+In a multi-process run (``torch.distributed`` initialized, world size > 1,
+``sync=True``) the training batch statistics cover the global batch: the
+ranks all-reduce per-channel sums and element counts (not means), so
+unequal per-rank batch sizes still give the exact global statistics. See
+:func:`batch_channel_norm`.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from torch import Tensor
+
+from .dist_utils import (all_reduce_sum, differentiable_all_reduce,
+                         get_world_size)
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_DIMS = (0, 2, 3)  # the batch step reduces over (N, H, W)
+
+
+def _stat_dtype(x: Tensor) -> torch.dtype:
+    """Statistics dtype: float32 for half-precision inputs, else x's."""
+    return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+
+
+def _per_channel(t: Tensor) -> Tensor:
+    """View a ``(C,)`` tensor as ``(1, C, 1, 1)``."""
+    return t.view(1, -1, 1, 1)
+
+
+def _check_one_value(input: Tensor, count: Tensor) -> None:
+    """Raise BatchNorm's error when the (global) batch has one value."""
+    if int(count.item()) <= 1:
+        raise ValueError('Expected more than 1 value per channel when '
+                         f'training, got input size {input.size()}')
+
+
+def _estimate_update(x: Tensor, running_mean: Tensor, running_var: Tensor,
+                     momentum: float, sync: bool) -> tuple[Tensor, Tensor]:
+    """Update the estimated statistics (``estimate=True`` training).
+
+    Per channel, ``m = mean(x)`` and ``s = mean((x - mu_old) ** 2)`` over
+    ``(N, H, W)`` (of the global batch when ``sync``) are folded into the
+    buffers in place. ``s`` is computed as written, a mean of squares about
+    ``mu_old``, so it has no cancellation. Distributed, the ranks
+    all-reduce ``[sum x, sum (x - mu_old) ** 2, count]`` in one call.
+
+    Args:
+        x (Tensor): Input of shape ``(N, C, H, W)``.
+        running_mean (Tensor): ``mu_hat``, shape ``(C,)``, updated in place.
+        running_var (Tensor): ``var_hat``, shape ``(C,)``, updated in place.
+        momentum (float): The update rate ``r``.
+        sync (bool): Whether to all-reduce over the default process group.
+
+    Returns:
+        tuple[Tensor, Tensor]: The updated ``mu_hat`` and ``var_hat`` as new
+        tensors (not the buffers, so a later in-place update cannot clash
+        with tensors that autograd saved).
+    """
+    with torch.no_grad():
+        dtype = _stat_dtype(x)
+        channels = x.size(1)
+        count = x.numel() // channels
+        mu_old = running_mean.to(dtype)
+        total = x.sum(_DIMS, dtype=dtype)
+        # x - mu_old is promoted to float32 for half-precision x
+        sq_total = (x - _per_channel(mu_old)).square_().sum(_DIMS)
+        if sync:
+            sums = all_reduce_sum(
+                torch.cat(
+                    [total, sq_total,
+                     total.new_full((1, ), float(count))]))
+            total, sq_total = sums[:channels], sums[channels:2 * channels]
+            count = sums[-1]
+            if x.numel() == 0 and int(count.item()) == 0:
+                # every rank is here when the global batch is empty
+                raise ValueError('BCN got an empty global batch (input '
+                                 f'size {x.size()})')
+        elif count == 0:
+            raise ValueError(f'BCN got an empty batch (input size '
+                             f'{x.size()})')
+        new_mean = torch.lerp(mu_old, total / count, momentum)
+        new_var = torch.lerp(running_var.to(dtype), sq_total / count, momentum)
+        new_mean = new_mean.to(running_mean.dtype)
+        new_var = new_var.to(running_var.dtype)
+        running_mean.copy_(new_mean)
+        running_var.copy_(new_var)
+    return new_mean, new_var
+
+
+def _sync_batch_norm(x: Tensor, running_mean: Tensor, running_var: Tensor,
+                     weight: Optional[Tensor], bias: Optional[Tensor],
+                     momentum: float, eps: float) -> Tensor:
+    """Training batch step over the global batch (``estimate=False``).
+
+    Two passes, each ending in a differentiable all-reduce: first
+    ``[sum x, count]`` gives the global mean ``m``; then
+    ``sum (x - m) ** 2`` gives the global biased variance. Summing squared
+    deviations about the global mean avoids the cancellation of the
+    one-pass ``E[x^2] - E[x]^2``, at the cost of a second (small)
+    all-reduce. The gradient flows through both, as in SyncBatchNorm.
+
+    Args:
+        x (Tensor): Input of shape ``(N, C, H, W)``; ``N`` may differ
+            between ranks.
+        running_mean (Tensor): Shape ``(C,)``, updated in place.
+        running_var (Tensor): Shape ``(C,)``, updated in place with the
+            unbiased global variance.
+        weight (Tensor, optional): ``gamma``, shape ``(C,)``.
+        bias (Tensor, optional): ``beta``, shape ``(C,)``.
+        momentum (float): Running-statistics momentum.
+        eps (float): Added to the variance.
+
+    Returns:
+        Tensor: The batch-step output, shape and dtype of ``x``.
+    """
+    dtype = _stat_dtype(x)
+    channels = x.size(1)
+    count = x.numel() // channels
+    # a rank with an empty batch contributes zeros that stay in the graph,
+    # so it joins the backward all-reduces too
+    total = x.sum(_DIMS, dtype=dtype)
+    sums = differentiable_all_reduce(
+        torch.cat([total, total.new_full((1, ), float(count))]))
+    global_count = sums[-1]
+    if count <= 1:
+        # a global count of 1 implies a local count <= 1 on every rank, so
+        # all ranks raise together; larger local counts skip the host sync
+        _check_one_value(x, global_count)
+    mean = sums[:channels] / global_count
+    sq_total = (x - _per_channel(mean)).square().sum(_DIMS)
+    var = differentiable_all_reduce(sq_total) / global_count
+
+    with torch.no_grad():
+        unbiased = var * (global_count / (global_count - 1))
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+        running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+
+    scale = torch.rsqrt(var + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -mean * scale
+    if bias is not None:
+        shift = shift + bias
+    return torch.addcmul(
+        _per_channel(shift.to(x.dtype)), x, _per_channel(scale.to(x.dtype)))
+
+
+def batch_channel_norm(input: Tensor,
+                       num_groups: int,
+                       running_mean: Tensor,
+                       running_var: Tensor,
+                       weight: Optional[Tensor] = None,
+                       bias: Optional[Tensor] = None,
+                       batch_weight: Optional[Tensor] = None,
+                       batch_bias: Optional[Tensor] = None,
+                       training: bool = False,
+                       estimate: bool = False,
+                       momentum: float = 0.1,
+                       eps: float = 1e-5,
+                       sync: bool = True) -> Tensor:
+    """Batch-Channel Normalization, functional form.
+
+    Runs the batch step (per channel, affine ``batch_weight``,
+    ``batch_bias``), then group normalization with the per-group affine
+    ``weight``, ``bias`` fused into one ``group_norm`` call. See the module
+    docstring for the formulas.
+
+    Statistics: in eval (``training=False``) the batch step normalizes with
+    ``running_mean, running_var`` in either mode. In training,
+    ``estimate=False`` uses the batch statistics (as ``F.batch_norm``) and
+    ``estimate=True`` first updates the estimates without gradient, then
+    normalizes with them. The running buffers are updated in place.
+
+    Distributed: when ``sync`` is set and ``torch.distributed`` runs more
+    than one process in the default group, training statistics cover the
+    global batch (ranks may hold different batch sizes). Every rank must
+    then call this function the same number of times, in the same order.
+
+    Precision: for half-precision inputs the statistics this function
+    computes itself (estimates, synchronized batch statistics) are
+    accumulated and kept in float32, as detectron2's NaiveSyncBatchNorm
+    does; ``F.batch_norm`` and ``group_norm`` accumulate in float32
+    internally. The output has the input's dtype.
+
+    Args:
+        input (Tensor): Shape ``(N, C, H, W)``.
+        num_groups (int): ``G``, must divide ``C``.
+        running_mean (Tensor): Shape ``(C,)``; ``mu_hat`` when ``estimate``.
+        running_var (Tensor): Shape ``(C,)``; ``var_hat`` when ``estimate``.
+        weight (Tensor, optional): Group affine ``a``, shape ``(G,)``.
+        bias (Tensor, optional): Group affine ``b``, shape ``(G,)``.
+        batch_weight (Tensor, optional): Batch-step ``gamma``, shape
+            ``(C,)``.
+        batch_bias (Tensor, optional): Batch-step ``beta``, shape ``(C,)``.
+        training (bool): Whether the batch step is in training mode.
+            Defaults to False.
+        estimate (bool): Use the estimated statistics. Defaults to False.
+        momentum (float): Update rate of the running statistics.
+            Defaults to 0.1.
+        eps (float): Added to the variances of both steps. Defaults to 1e-5.
+        sync (bool): Synchronize the training statistics across processes.
+            Defaults to True.
+
+    Returns:
+        Tensor: Shape ``(N, C, H, W)``, the dtype of ``input``.
+
+    Raises:
+        ValueError: With ``estimate=False`` in training, when the (global)
+            batch has only one value per channel (BatchNorm's message).
+    """
+    channels = input.size(1)
+    distributed = training and sync and get_world_size() > 1
+    if not training:
+        y = F.batch_norm(input, running_mean, running_var, batch_weight,
+                         batch_bias, False, 0.0, eps)
+    elif estimate:
+        mean, var = _estimate_update(input, running_mean, running_var,
+                                     momentum, distributed)
+        y = F.batch_norm(input, mean, var, batch_weight, batch_bias, False,
+                         0.0, eps)
+    elif distributed:
+        y = _sync_batch_norm(input, running_mean, running_var, batch_weight,
+                             batch_bias, momentum, eps)
+    else:
+        y = F.batch_norm(input, running_mean, running_var, batch_weight,
+                         batch_bias, True, momentum, eps)
+
+    # group affine (G,) -> per channel (C,), fused into group_norm; cast to
+    # the activation dtype, which CUDA group_norm requires
+    repeats = channels // num_groups
+    if weight is not None:
+        weight = weight.to(y.dtype).repeat_interleave(repeats)
+    if bias is not None:
+        bias = bias.to(y.dtype).repeat_interleave(repeats)
+    # torch.group_norm rather than F.group_norm: the latter refuses groups
+    # of one value even in eval, which a 1x1 map with C == G would hit; such
+    # a group normalizes to 0 (up to rounding).
+    return torch.group_norm(y, num_groups, weight, bias, eps,
+                            torch.backends.cudnn.enabled)
+
+
+def _check_args(num_features, num_groups, eps, momentum, estimate,
+                sync) -> None:
+    """Validate :class:`BCN`'s arguments, naming the culprit."""
+    for name, value in (('num_features', num_features), ('num_groups',
+                                                         num_groups)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f'BCN: {name} must be an int, got {value!r} '
+                            f'({type(value).__name__})')
+        if value <= 0:
+            raise ValueError(f'BCN: {name} must be a positive int, got '
+                             f'{value}')
+    if num_features % num_groups != 0:
+        raise ValueError(f'BCN: num_groups={num_groups} must divide '
+                         f'num_features={num_features}')
+    for name, value in (('eps', eps), ('momentum', momentum)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f'BCN: {name} must be a float, got {value!r} '
+                            f'({type(value).__name__})')
+    if not eps > 0:
+        raise ValueError(f'BCN: eps must be > 0, got {eps}')
+    if not 0 <= momentum <= 1:
+        raise ValueError(f'BCN: momentum must be in [0, 1], got {momentum}')
+    for name, value in (('estimate', estimate), ('sync', sync)):
+        if not isinstance(value, bool):
+            raise TypeError(f'BCN: {name} must be a bool, got {value!r} '
+                            f'({type(value).__name__})')
+
+
+class _BatchStep(nn.BatchNorm2d):
+    """Holder of BCN's batch-step parameters and running statistics.
+
+    A plain ``nn.BatchNorm2d`` (per-channel affine ``gamma, beta``,
+    ``running_mean``, ``running_var``, ``num_batches_tracked``); :class:`BCN`
+    reads these attributes and never calls this module's ``forward``. Being
+    a ``_BatchNorm`` lets OpenMMLab tools treat it as one: ``norm_eval``
+    puts it (and so the statistics) in eval mode, ``norm_decay_mult``
+    applies to it, and ``convert_sync_batchnorm`` / ``revert_sync_batchnorm``
+    may swap it for a (Sync)BatchNorm with the same attributes.
+    """
+
+
+@MODELS.register_module('BCN')
+class BCN(nn.GroupNorm):
+    """Batch-Channel Normalization (Qiao et al., arXiv:1903.10520).
+
+    Input: ``(N, C, H, W)``; output: same shape and dtype. A per-channel
+    batch step, then per-sample group normalization over ``num_groups``
+    groups, then one affine per group (see the module docstring for the
+    formulas). ``2 * C + 2 * G`` parameters.
+
+    Built by ``mmcv.cnn.build_norm_layer`` as
+    ``norm_cfg=dict(type='BCN', num_groups=32, estimate=True)``; its
+    abbreviation is ``'bn'``, so in mmseg's ``ResNet`` the layers are named
+    ``bn1``, ``bn2``, ... State-dict keys (the names used by the authors'
+    BCN+WS ImageNet checkpoints)::
+
+        weight                   (G,)  group affine a, init 1
+        bias                     (G,)  group affine b, init 0
+        pbn.weight               (C,)  batch-step gamma, init 1
+        pbn.bias                 (C,)  batch-step beta, init 0
+        pbn.running_mean         (C,)  running mean, or mu_hat (init 0)
+        pbn.running_var          (C,)  running var, or var_hat (init 1)
+        pbn.num_batches_tracked  ()    training steps seen
+
+    The authors store ``weight`` and ``bias`` with shape ``(1, G, 1)``;
+    loading accepts that shape and reshapes it to ``(G,)``.
+
+    Fitting OpenMMLab:
+
+    - It subclasses ``nn.GroupNorm`` (without its ``__init__``) so that
+      MMEngine's ``norm_decay_mult`` and mmseg's default init
+      (``Constant(val=1, layer=['_BatchNorm', 'GroupNorm'])``) reach the
+      group affine; the batch step ``pbn`` is an ``nn.BatchNorm2d``.
+    - Whether the batch step trains is read from ``pbn.training``, not
+      ``self.training``: ``norm_eval=True``, which calls ``.eval()`` on
+      every ``_BatchNorm``, freezes BCN's statistics.
+    - ``zero_init_residual`` zeros the whole ``norm3`` (or ``norm2``)
+      module, so the residual branch starts at exactly 0. It would zero
+      ``pbn.weight`` too, which would leave the layer dead (``z`` and all
+      gradients but ``b``'s would stay 0): :meth:`init_weights`, called by
+      MMEngine right after, restores ``pbn.weight`` to 1 in that case; the
+      authors also zero only the group affine.
+
+    Args:
+        num_features (int): ``C``, the number of channels.
+        num_groups (int): ``G``, the number of channel groups; must divide
+            ``num_features``. Defaults to 32.
+        eps (float): Added to the variances of both steps. Defaults to 1e-5.
+        momentum (float): Update rate of the running statistics (or of the
+            estimates, when ``estimate``), in ``[0, 1]``. Defaults to 0.1.
+        estimate (bool): Use the estimated statistics of the paper (for
+            micro-batches; works at batch 1 and 1x1 maps) instead of batch
+            statistics. Defaults to False.
+        sync (bool): Compute the training statistics over the global batch
+            when ``torch.distributed`` runs several processes. Defaults to
+            True.
+        device (torch.device, optional): Device of the parameters.
+        dtype (torch.dtype, optional): Dtype of the parameters.
+
+    Example:
+        >>> from mmcv.cnn import build_norm_layer
+        >>> name, layer = build_norm_layer(
+        ...     dict(type='BCN', num_groups=2, estimate=True), 8)
+        >>> name
+        'bn'
+        >>> layer(torch.randn(1, 8, 1, 1)).shape
+        torch.Size([1, 8, 1, 1])
+    """
+
+    _abbr_ = 'bn'
+
+    def __init__(self,
+                 num_features: int,
+                 num_groups: int = 32,
+                 eps: float = 1e-5,
+                 momentum: float = 0.1,
+                 estimate: bool = False,
+                 sync: bool = True,
+                 device=None,
+                 dtype=None) -> None:
+        _check_args(num_features, num_groups, eps, momentum, estimate, sync)
+        # nn.GroupNorm.__init__ would create (C,)-shaped affine parameters
+        nn.Module.__init__(self)
+        factory_kwargs = {'device': device, 'dtype': dtype}
+        self.num_groups = num_groups
+        self.num_channels = num_features
+        self.eps = eps
+        self.affine = True
+        self.estimate = estimate
+        self.sync = sync
+        self.weight = nn.Parameter(torch.empty(num_groups, **factory_kwargs))
+        self.bias = nn.Parameter(torch.empty(num_groups, **factory_kwargs))
+        self.pbn = _BatchStep(
+            num_features, eps=eps, momentum=momentum, **factory_kwargs)
+        self.reset_parameters()
+
+    @property
+    def num_features(self) -> int:
+        """int: The number of channels ``C`` (alias of ``num_channels``)."""
+        return self.num_channels
+
+    @property
+    def momentum(self) -> Optional[float]:
+        """float: The update rate, read from ``pbn.momentum``."""
+        return self.pbn.momentum
+
+    def reset_parameters(self) -> None:
+        """Group affine to 1, 0; batch step to BatchNorm's initial state."""
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+        self.pbn.reset_parameters()
+
+    def init_weights(self) -> None:
+        """Undo the zeroing of ``pbn.weight`` by ``zero_init_residual``.
+
+        MMEngine's ``BaseModule.init_weights`` calls this after the parent
+        block's ``init_cfg``. When both the group affine weight and the
+        batch-step ``gamma`` are all zero (what ``Constant(val=0)`` on the
+        whole layer leaves), ``gamma`` is set back to 1: the output stays
+        exactly 0 at the start, yet the group affine can learn. Any other
+        state is left alone.
+        """
+        pbn_weight = getattr(self.pbn, 'weight', None)
+        if pbn_weight is None:
+            return
+        with torch.no_grad():
+            if not self.weight.any() and not pbn_weight.any():
+                pbn_weight.fill_(1.0)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Normalize ``input``.
+
+        Args:
+            input (Tensor): Shape ``(N, C, H, W)``.
+
+        Returns:
+            Tensor: Shape ``(N, C, H, W)``.
+        """
+        if input.dim() != 4:
+            raise ValueError('BCN expects a 4-D input (N, C, H, W), got a '
+                             f'{input.dim()}-D input of size '
+                             f'{tuple(input.shape)}')
+        if input.size(1) != self.num_channels:
+            raise ValueError(f'BCN was built for num_features='
+                             f'{self.num_channels} channels, got an input '
+                             f'with {input.size(1)} channels (size '
+                             f'{tuple(input.shape)})')
+        pbn = self.pbn
+        training = pbn.training
+        momentum = pbn.momentum
+        if training:
+            tracked = pbn.num_batches_tracked
+            if tracked is not None:
+                tracked.add_(1)
+            if momentum is None:  # cumulative moving average, as BatchNorm
+                momentum = 1.0 / float(tracked)
+        return batch_channel_norm(
+            input,
+            self.num_groups,
+            pbn.running_mean,
+            pbn.running_var,
+            self.weight,
+            self.bias,
+            pbn.weight,
+            pbn.bias,
+            training=training,
+            estimate=self.estimate,
+            momentum=momentum if momentum is not None else 0.0,
+            eps=self.eps,
+            sync=self.sync)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # the authors' checkpoints store the group affine as (1, G, 1)
+        for name in ('weight', 'bias'):
+            key = prefix + name
+            value = state_dict.get(key)
+            if (isinstance(value, Tensor)
+                    and tuple(value.shape) == (1, self.num_groups, 1)):
+                state_dict[key] = value.reshape(self.num_groups)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self) -> str:
+        return (f'{self.num_channels}, num_groups={self.num_groups}, '
+                f'eps={self.eps}, momentum={self.momentum}, '
+                f'estimate={self.estimate}, sync={self.sync}')

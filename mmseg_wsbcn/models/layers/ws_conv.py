@@ -1,0 +1,336 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+"""Weight Standardization (WS) for 2-D convolutions.
+
+Paper: "Micro-Batch Training with Batch-Channel Normalization and Weight
+Standardization", Siyuan Qiao, Huiyu Wang, Chenxi Liu, Wei Shen and Alan
+Yuille, arXiv:1903.10520. Authors' code:
+https://github.com/joe-siyuan-qiao/WeightStandardization
+
+A conv weight ``W`` of shape ``(O, I / groups, kh, kw)`` is standardized per
+output channel ``o`` over its ``n = (I / groups) * kh * kw`` fan-in elements,
+and the convolution runs with ``W_hat`` in place of ``W``::
+
+    mu_o  = sum(W[o]) / n
+    var_o = sum((W[o] - mu_o) ** 2) / (n - 1)        # unbiased variance
+
+    'std' form:  W_hat[o] = (W[o] - mu_o) / (sqrt(var_o) + eps)
+    'var' form:  W_hat[o] = (W[o] - mu_o) / sqrt(var_o + eps)    # default
+
+The ``std`` form is the one of the WS README and of the authors' GN+WS
+ImageNet, COCO and DeepLab code (and of mmcv's ``ConvWS2d``); the ``var``
+form is the one of the authors' BCN+WS ImageNet models. The bias is never
+standardized and there is no gain.
+
+Contents, top-down: :func:`weight_standardize` (the pure function), the
+registered module :class:`WSConv2d` (``conv_cfg=dict(type='WSConv2d')``),
+then the deploy helpers :meth:`WSConv2d.to_conv2d` and :func:`fold_ws_conv`
+that turn WS convs into plain ``nn.Conv2d`` holding ``W_hat``.
+"""
+import contextlib
+import math
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from torch import Tensor
+from torch.nn.common_types import _size_2_t
+
+__all__ = ['weight_standardize', 'WSConv2d', 'fold_ws_conv']
+
+_MODES = ('std', 'var')
+
+
+def _check_eps_mode(eps: float, mode: str) -> None:
+    """Raise ``ValueError`` unless ``eps`` is a finite number > 0 and
+    ``mode`` is one of ``('std', 'var')``."""
+    if mode not in _MODES:
+        raise ValueError(f'mode must be one of {_MODES}, got mode={mode!r}')
+    if (isinstance(eps, bool) or not isinstance(eps, (int, float))
+            or not 0 < eps < math.inf):
+        raise ValueError(f'eps must be a finite number > 0, got eps={eps!r}')
+
+
+def _check_fan_in(shape: torch.Size) -> int:
+    """Return the fan-in ``n`` of a weight of ``shape``; raise
+    ``ValueError`` when it is below 2 (unbiased variance undefined)."""
+    if len(shape) < 2:
+        raise ValueError(
+            'weight_standardize expects a weight of shape '
+            f'(O, I / groups, *kernel_size), got shape {tuple(shape)}')
+    n = math.prod(shape[1:])
+    if n < 2:
+        raise ValueError(
+            f'Weight Standardization needs a fan-in of at least 2 '
+            f'elements per output channel, but the weight of shape '
+            f'{tuple(shape)} has n = (in_channels / groups) * kh * kw = '
+            f'{n}; the unbiased variance over n - 1 = {n - 1} is undefined. '
+            f'Use a plain nn.Conv2d for this layer.')
+    return n
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A context that disables autocast on ``device_type`` (if it has
+    autocast at all)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def weight_standardize(weight: Tensor,
+                       eps: float = 1e-5,
+                       mode: str = 'var') -> Tensor:
+    """Standardize a conv weight per output channel.
+
+    See the module docstring for the two forms. ``var`` runs as a single
+    fused ``F.batch_norm`` over the weight reshaped to ``(1, O, n)``.
+    ``batch_norm`` divides by ``sqrt(var_biased + eps')`` with
+    ``var_biased = var_unbiased * (n - 1) / n``, so with
+    ``eps' = eps * (n - 1) / n``::
+
+        sqrt(var_unbiased + eps) = sqrt(n / (n - 1)) * sqrt(var_biased + eps')
+        W_hat = sqrt((n - 1) / n) * batch_norm(W, eps=eps')
+
+    ``std`` keeps ``eps`` outside the square root, which ``batch_norm``
+    cannot express; it runs as one ``torch.var_mean`` (unbiased) and
+    ``(W - mu) * (1 / (std + eps))``. Its square root is taken of the variance clamped to
+    the smallest normal number of the dtype, which changes no forward value
+    (``sqrt(tiny)`` is ~1e-19, far below ``eps``) but gives a constant filter
+    (zero variance) its true, finite gradient ``(g - mean(g)) / eps`` instead
+    of ``0 * inf = NaN``. In ``var`` mode that gradient is
+    ``(g - mean(g)) / sqrt(eps)``.
+
+    The statistics are always computed in float32 (float64 for a float64
+    weight) with autocast disabled, so mixed precision training sees the
+    same ``W_hat`` as float32 training; the result is cast back to the
+    weight's own dtype (under autocast the weight is a float32 parameter,
+    so ``W_hat`` is float32 and the conv casts it as usual).
+
+    Args:
+        weight (Tensor): Conv weight of shape ``(O, I / groups, kh, kw)``
+            (any ``(O, ...)`` shape works; any memory format, e.g.
+            channels-last).
+        eps (float): Added to the unbiased std (``std``) or variance
+            (``var``). Must be > 0. Defaults to 1e-5.
+        mode (str): ``'var'`` (default, BCN+WS) or ``'std'`` (GN+WS, as
+            mmcv ``ConvWS2d``).
+
+    Returns:
+        Tensor: ``W_hat``, same shape and dtype as ``weight`` (contiguous),
+        differentiable with respect to ``weight``.
+
+    Raises:
+        ValueError: If ``mode`` is not ``'std'``/``'var'``, ``eps <= 0``, or
+            the fan-in ``n`` is below 2.
+    """
+    _check_eps_mode(eps, mode)
+    n = _check_fan_in(weight.shape)
+    out_dtype = weight.dtype
+    calc_dtype = torch.float64 if out_dtype == torch.float64 else torch.float32
+    with _autocast_off(weight.device.type):
+        w = weight.to(calc_dtype).reshape(1, weight.shape[0], n)
+        if mode == 'var':
+            w_hat = F.batch_norm(
+                w,
+                None,
+                None,
+                training=True,
+                momentum=0.,
+                eps=eps * (n - 1) / n) * math.sqrt((n - 1) / n)
+        else:
+            var, mean = torch.var_mean(w, dim=2, correction=1, keepdim=True)
+            std = var.clamp_min(torch.finfo(calc_dtype).tiny).sqrt()
+            # multiply by a (1, O, 1) reciprocal: a cheaper backward than
+            # a broadcast division
+            w_hat = (w - mean) * (std + eps).reciprocal()
+    return w_hat.reshape(weight.shape).to(out_dtype)
+
+
+@MODELS.register_module('WSConv2d')
+class WSConv2d(nn.Conv2d):
+    """Conv2d with Weight Standardization (Qiao et al., arXiv:1903.10520).
+
+    Runs :func:`weight_standardize` on ``self.weight`` at every forward and
+    convolves with the result; the bias (if any) is used as is. The
+    signature mirrors ``nn.Conv2d`` plus the keyword-only ``eps`` and
+    ``mode``, so ``mmcv.cnn.build_conv_layer(dict(type='WSConv2d'), ...)``
+    swaps it in for any conv. Parameters and state-dict keys are those of
+    ``nn.Conv2d`` (``weight``, ``bias``): the raw, unstandardized weight is
+    stored, as in the authors' and mmcv's checkpoints.
+
+    Put it on convs followed by a norm layer; keep classifier convs plain.
+
+    Shapes:
+        - Input: ``(N, in_channels, H, W)``
+        - Output: ``(N, out_channels, H_out, W_out)`` as ``nn.Conv2d``.
+
+    Args:
+        in_channels (int): Channels of the input.
+        out_channels (int): Channels of the output.
+        kernel_size (int | tuple[int, int]): Kernel size.
+        stride (int | tuple[int, int]): Stride. Defaults to 1.
+        padding (int | tuple[int, int] | str): Padding. Defaults to 0.
+        dilation (int | tuple[int, int]): Dilation. Defaults to 1.
+        groups (int): Groups. Defaults to 1.
+        bias (bool): Whether to add a learnable bias. Defaults to True.
+        padding_mode (str): ``'zeros'``, ``'reflect'``, ``'replicate'`` or
+            ``'circular'``. Defaults to ``'zeros'``.
+        device (torch.device, optional): Device of the parameters.
+        dtype (torch.dtype, optional): Dtype of the parameters.
+        eps (float): Keyword-only. See :func:`weight_standardize`.
+            Defaults to 1e-5.
+        mode (str): Keyword-only. ``'var'`` (default) or ``'std'``. See
+            :func:`weight_standardize`.
+
+    Raises:
+        ValueError: If ``mode``/``eps`` are invalid or the fan-in
+            ``(in_channels / groups) * kh * kw`` is 1 (e.g. a depthwise
+            1x1 conv), for which the unbiased variance is undefined.
+
+    Example:
+        >>> from mmcv.cnn import build_conv_layer
+        >>> conv = build_conv_layer(dict(type='WSConv2d'), 16, 32, 3)
+        >>> conv(torch.randn(2, 16, 8, 8)).shape
+        torch.Size([2, 32, 6, 6])
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: _size_2_t,
+                 stride: _size_2_t = 1,
+                 padding: Union[str, _size_2_t] = 0,
+                 dilation: _size_2_t = 1,
+                 groups: int = 1,
+                 bias: bool = True,
+                 padding_mode: str = 'zeros',
+                 device: Optional[torch.device] = None,
+                 dtype: Optional[torch.dtype] = None,
+                 *,
+                 eps: float = 1e-5,
+                 mode: str = 'var') -> None:
+        _check_eps_mode(eps, mode)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype)
+        _check_fan_in(self.weight.shape)
+        self.eps = eps
+        self.mode = mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Convolve ``x`` with the standardized weight.
+
+        Args:
+            x (Tensor): Input of shape ``(N, in_channels, H, W)``.
+
+        Returns:
+            Tensor: Output of shape ``(N, out_channels, H_out, W_out)``.
+        """
+        if x.dim() != 4:
+            raise ValueError(
+                f'{self.__class__.__name__} expects a 4-D input of shape '
+                f'(N, C, H, W), got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{self.__class__.__name__} expected in_channels='
+                f'{self.in_channels}, got an input with {x.shape[1]} '
+                f'channels (shape {tuple(x.shape)})')
+        weight = weight_standardize(self.weight, self.eps, self.mode)
+        return self._conv_forward(x, weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, eps={self.eps}, mode={self.mode!r}'
+
+    def to_conv2d(self) -> nn.Conv2d:
+        """Return a plain ``nn.Conv2d`` computing the same outputs.
+
+        The new conv has the same hyper-parameters (stride, padding,
+        dilation, groups, padding mode, bias or not), device, dtype and
+        ``requires_grad`` flags; its weight is a copy of the standardized
+        weight ``W_hat`` and its bias a copy of ``self.bias``. Hooks
+        registered on this module are not carried over.
+
+        Returns:
+            nn.Conv2d: The deploy-time conv (``self`` is unchanged).
+        """
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            bias=self.bias is not None,
+            padding_mode=self.padding_mode,
+            device=self.weight.device,
+            dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(
+                weight_standardize(self.weight, self.eps, self.mode))
+            conv.weight.requires_grad_(self.weight.requires_grad)
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+                conv.bias.requires_grad_(self.bias.requires_grad)
+        conv.train(self.training)
+        return conv
+
+
+def fold_ws_conv(model: nn.Module) -> nn.Module:
+    """Replace every :class:`WSConv2d` in ``model`` by its plain conv.
+
+    For inference or export: each WS conv (including subclasses) becomes
+    the ``nn.Conv2d`` of :meth:`WSConv2d.to_conv2d`, so outputs are
+    unchanged and no standardization runs at test time. The model is
+    modified in place (recursively, through ``Sequential``, ``ModuleList``,
+    ``ModuleDict`` and any other container) and returned; a WS conv that
+    is shared by several parents is replaced by one shared plain conv.
+
+    Args:
+        model (nn.Module): Any module. If it is itself a :class:`WSConv2d`,
+            it cannot be changed in place, so the new conv is returned.
+
+    Returns:
+        nn.Module: ``model`` with no :class:`WSConv2d` left, or the plain
+        conv when ``model`` is a :class:`WSConv2d`.
+
+    Example:
+        >>> model = nn.Sequential(WSConv2d(3, 8, 3), nn.BatchNorm2d(8))
+        >>> model = fold_ws_conv(model.eval())
+        >>> type(model[0]).__name__
+        'Conv2d'
+    """
+    return _fold(model, {})
+
+
+# id of a folded WS conv -> (that WS conv, its plain conv)
+_FoldMemo = Dict[int, Tuple[nn.Module, nn.Conv2d]]
+
+
+def _fold(module: nn.Module, memo: _FoldMemo) -> nn.Module:
+    """Recursive worker of :func:`fold_ws_conv`; ``memo`` maps the id of
+    each WS conv already folded to the pair (WS conv, plain conv)."""
+    if isinstance(module, WSConv2d):
+        if id(module) not in memo:
+            # keep ``module`` alive so that its id cannot be reused
+            memo[id(module)] = (module, module.to_conv2d())
+        return memo[id(module)][1]
+    # ``_modules`` rather than ``named_children()``, which skips a child
+    # registered under a second name.
+    for name, child in list(module._modules.items()):
+        if child is None:
+            continue
+        new_child = _fold(child, memo)
+        if new_child is not child:
+            setattr(module, name, new_child)
+    return module
