@@ -1,13 +1,14 @@
-# The README's demo: a real mmseg DeepLabv3 (ResNetV1c-18 backbone, ASPP
-# head, auxiliary FCN head) trained from scratch for 200 iterations on the
-# bundled Cityscapes mini set, on one CPU process, then validated (mIoU).
-# No pretrained weights (nothing is downloaded).
+# The BatchNorm baseline of the README's demo: a real mmseg DeepLabv3
+# (ResNetV1c-18 backbone, ASPP head, auxiliary FCN head) trained from scratch
+# for 200 iterations on the bundled Cityscapes mini set on one CPU process,
+# then validated (mIoU). No pretrained weights (nothing is downloaded).
 _base_ = [
     'mmseg::_base_/models/deeplabv3_r50-d8.py',
     '../_base_/datasets/cityscapes_mini.py',
     '../_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_20k.py',
 ]
+custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 
 crop_size = (128, 128)
 norm_cfg = dict(type='BN', requires_grad=True)

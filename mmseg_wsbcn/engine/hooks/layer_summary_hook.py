@@ -1,0 +1,100 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+"""Log which conv and norm layers a model is really built with."""
+from collections import Counter, OrderedDict
+from typing import Dict, List
+
+import torch.nn as nn
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...models.layers import BCN, WSConv2d
+
+#: Parts of a segmentor summarized separately (others go to ``other``).
+PARTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head')
+
+
+def _kind(module: nn.Module) -> str:
+    """A short description of a conv or norm layer, '' for anything else."""
+    if isinstance(module, WSConv2d):
+        return f'WSConv2d(mode={module.mode})'
+    if isinstance(module, BCN):
+        form = 'estimated' if module.estimate else 'batch'
+        return f'BCN(G={module.num_groups}, {form} stats)'
+    if isinstance(module, nn.GroupNorm):
+        return f'GroupNorm(G={module.num_groups})'
+    if isinstance(module, _BatchNorm):
+        return type(module).__name__
+    if isinstance(module, nn.Conv2d):
+        return 'Conv2d'
+    return ''
+
+
+def summarize_layers(model: nn.Module) -> Dict[str, Counter]:
+    """Count conv and norm layer kinds per part of a segmentor.
+
+    A BCN's batch-step submodule (``pbn``) is part of its BCN and is not
+    counted on its own.
+
+    Args:
+        model (nn.Module): A segmentor (or any module).
+
+    Returns:
+        dict[str, Counter]: ``{part: Counter({kind: count})}`` for the
+        parts in :data:`PARTS` that exist, plus ``'other'``.
+    """
+    summary: Dict[str, Counter] = OrderedDict()
+    inside_bcn: List[str] = []
+    for name, module in model.named_modules():
+        if inside_bcn and name.startswith(inside_bcn[-1] + '.'):
+            continue
+        if isinstance(module, BCN):
+            inside_bcn.append(name)
+        kind = _kind(module)
+        if not kind:
+            continue
+        part = name.split('.')[0] if name.split('.')[0] in PARTS else 'other'
+        summary.setdefault(part, Counter())[kind] += 1
+    return summary
+
+
+def format_layer_summary(model: nn.Module) -> str:
+    """:func:`summarize_layers` as lines like
+    ``backbone: 20 x WSConv2d(mode=var), 20 x BCN(G=32, estimated stats)``,
+    followed by the plain convs of the heads (the classifiers)."""
+    lines = ['Model layers (conv / norm):']
+    for part, counts in summarize_layers(model).items():
+        kinds = ', '.join(f'{n} x {k}' for k, n in sorted(counts.items()))
+        lines.append(f'  {part:<15} {kinds}')
+    plain = [
+        name for name, m in model.named_modules()
+        if type(m) is nn.Conv2d and name.split('.')[0] != 'backbone'
+    ]
+    if plain:
+        lines.append('  plain convs in heads: ' + ', '.join(plain))
+    return '\n'.join(lines)
+
+
+@HOOKS.register_module()
+class LayerSummaryHook(Hook):
+    """Before training (or testing), log which conv/norm layers the model
+    uses, e.g. to confirm a config really built ``WSConv2d`` + ``BCN``.
+
+    Example::
+
+        custom_hooks = [dict(type='LayerSummaryHook')]
+    """
+
+    priority = 'VERY_LOW'
+
+    def _log(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        runner.logger.info(format_layer_summary(model))
+
+    def before_train(self, runner) -> None:
+        self._log(runner)
+
+    def before_test(self, runner) -> None:
+        self._log(runner)
