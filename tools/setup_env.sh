@@ -8,7 +8,7 @@
 #   2. install the CPU build of torch FIRST (every later pip call gets the constraints file,
 #      so nothing can pull a newer torch with CUDA packages)
 #   3. install the build tools mmcv needs (setuptools<81, wheel, ninja)
-#   4. build mmcv 2.1.0 from source WITH its compiled ops (about 5-6 minutes on 2 cores),
+#   4. build mmcv 2.1.0 from source WITH its compiled ops (6-12 minutes on 2 cores),
 #      or reuse a wheel built earlier, but only after checking it really holds the ops
 #   5. install mmengine, mmsegmentation, opencv, the test tools and this package (editable)
 #   6. prove it: import mmcv.ops, mmseg.models and mmseg_wsbcn
@@ -101,7 +101,7 @@ else
         rm -f "$WHEEL"; WHEEL=""
     fi
     if [ -z "$WHEEL" ]; then
-        log "$STEP: building from source (about 5-6 minutes on 2 cores; pip prints 'still running...' meanwhile)"
+        log "$STEP: building from source (6-12 minutes on 2 cores; pip prints 'still running...' meanwhile)"
         BUILD_DIR="$(mktemp -d)"
         MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" CFLAGS="-g0" \
             "${PIP[@]}" wheel "mmcv==$MMCV_VERSION" --no-deps --no-binary mmcv --no-cache-dir \
