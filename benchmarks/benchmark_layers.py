@@ -1,0 +1,399 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+"""Forward + backward time of WSConv2d and BCN against their baselines.
+
+Not a test: it prints one table of median times and ratios, every ratio
+measured in the same run, at ResNet-50 stage shapes (batch 2 by default):
+
+======  =========================  ==================
+shape   conv                       norm input
+======  =========================  ==================
+s1      64 -> 64, 3x3, 128x128     (N, 64, 128, 128)
+s2      256 -> 512, 1x1, 64x64     (N, 512, 64, 64)
+s3      512 -> 512, 3x3, 32x32     (N, 512, 32, 32)
+======  =========================  ==================
+
+Rows (``ratio = layer / baseline``, lower is faster):
+
+- ``WSConv2d`` (``mode='var'`` and ``'std'``) / ``nn.Conv2d`` (target
+  1.03) and / mmcv ``ConvWS2d`` (target 0.9).
+- ``BCN`` (``estimate=False`` and ``True``) / the authors' composition
+  (target 0.7), written below after ``BCNorm`` and ``EstBN`` of
+  ``joe-siyuan-qiao/Batch-Channel-Normalization``: a BatchNorm step, a
+  reshape to ``(1, N * G, -1)``, ``torch.batch_norm`` in training mode
+  without running statistics, a reshape back and a ``(1, G, 1)`` group
+  affine. ``EstBN`` is kept op for op, except that its update rate is a
+  Python float ``momentum`` (0.1, as :class:`BCN`) instead of a buffer
+  read with ``.item()`` that the authors leave at 0 (estimates that never
+  move would do less work than the real layer).
+- ``BCN`` / ``nn.GroupNorm(32, C)`` and / ``nn.BatchNorm2d(C)``: reported,
+  no target.
+- The weight step alone, ``weight_standardize`` (both modes) / the weight
+  step of mmcv's ``conv_ws_2d``, on the conv's weight: reported. This is
+  the part in which WS convs differ; the conv itself dominates the layer.
+- ``nn.Conv2d`` and ``nn.BatchNorm2d`` against identical copies (A/A).
+
+Every layer is in training mode; one step is ``out = layer(x)`` then
+``out.backward(grad)`` with ``x.requires_grad`` (as inside a network) and
+gradients cleared before each step. Within a repeat the layers of one row
+group are timed back to back, in turn (the order reversed every other
+repeat), so that load from other processes hits layer and baseline alike;
+the table gives medians over the repeats. The A/A rows time a layer
+against an identical copy: their distance from 1 is the noise floor.
+
+Example::
+
+    python benchmarks/benchmark_layers.py --threads 1
+    python benchmarks/benchmark_layers.py --shapes s1 --layers norm
+"""
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks.conv_ws import ConvWS2d
+from torch import Tensor
+from torch.nn.parameter import Parameter
+
+from mmseg_wsbcn.models.layers import BCN, WSConv2d, weight_standardize
+
+GROUPS = 32
+
+# name -> (conv in, conv out, kernel, size), norm channels
+SHAPES: Dict[str, Tuple[Tuple[int, int, int, int], int]] = {
+    's1': ((64, 64, 3, 128), 64),
+    's2': ((256, 512, 1, 64), 512),
+    's3': ((512, 512, 3, 32), 512),
+}
+
+
+# --------------------------------------------- the authors' composition
+class AuthorsEstBN(nn.Module):
+    """``EstBN`` of the authors' code, with a float update rate.
+
+    Args:
+        num_features (int): Channels ``C``.
+        momentum (float): Update rate of the estimates. Defaults to 0.1.
+
+    Shapes:
+        Input and output: ``(N, C, H, W)``.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.momentum = momentum
+        self.weight = Parameter(torch.ones(num_features))
+        self.bias = Parameter(torch.zeros(num_features))
+        self.register_buffer('running_mean', torch.zeros(num_features))
+        self.register_buffer('running_var', torch.ones(num_features))
+
+    def forward(self, inp: Tensor) -> Tensor:
+        ms = self.momentum
+        if self.training:
+            with torch.no_grad():
+                inp_t = inp.transpose(0, 1).contiguous().view(
+                    self.num_features, -1)
+                running_mean = inp_t.mean(dim=1)
+                inp_t = inp_t - self.running_mean.view(-1, 1)
+                running_var = torch.mean(inp_t * inp_t, dim=1)
+                self.running_mean.mul_(1 - ms).add_(ms * running_mean)
+                self.running_var.mul_(1 - ms).add_(ms * running_var)
+        out = inp - self.running_mean.view(1, -1, 1, 1)
+        out = out / torch.sqrt(self.running_var + 1e-5).view(1, -1, 1, 1)
+        weight = self.weight.view(1, -1, 1, 1)
+        bias = self.bias.view(1, -1, 1, 1)
+        return weight * out + bias
+
+
+class AuthorsBCN(nn.Module):
+    """``BCNorm`` of the authors' code.
+
+    Args:
+        num_channels (int): Channels ``C``.
+        num_groups (int): Groups ``G``.
+        eps (float): Epsilon of the channel step. Defaults to 1e-5.
+        estimate (bool): Use :class:`AuthorsEstBN` instead of
+            ``nn.BatchNorm2d`` for the batch step. Defaults to False.
+
+    Shapes:
+        Input and output: ``(N, C, H, W)``.
+    """
+
+    def __init__(self,
+                 num_channels: int,
+                 num_groups: int,
+                 eps: float = 1e-5,
+                 estimate: bool = False) -> None:
+        super().__init__()
+        self.num_channels = num_channels
+        self.num_groups = num_groups
+        self.eps = eps
+        self.weight = Parameter(torch.ones(1, num_groups, 1))
+        self.bias = Parameter(torch.zeros(1, num_groups, 1))
+        self.bn = (
+            AuthorsEstBN(num_channels)
+            if estimate else nn.BatchNorm2d(num_channels))
+
+    def forward(self, inp: Tensor) -> Tensor:
+        out = self.bn(inp)
+        out = out.view(1, inp.size(0) * self.num_groups, -1)
+        out = torch.batch_norm(out, None, None, None, None, True, 0, self.eps,
+                               True)
+        out = out.view(inp.size(0), self.num_groups, -1)
+        out = self.weight * out + self.bias
+        return out.view_as(inp)
+
+
+def mmcv_standardize(weight: Tensor, eps: float = 1e-5) -> Tensor:
+    """The weight step of mmcv's ``conv_ws_2d``, op for op.
+
+    Args:
+        weight (Tensor): Shape ``(O, I, kh, kw)``.
+        eps (float): Added to the unbiased std. Defaults to 1e-5.
+
+    Returns:
+        Tensor: The standardized weight, same shape.
+    """
+    c_out = weight.size(0)
+    weight_flat = weight.view(c_out, -1)
+    mean = weight_flat.mean(dim=1, keepdim=True).view(c_out, 1, 1, 1)
+    std = weight_flat.std(dim=1, keepdim=True).view(c_out, 1, 1, 1)
+    return (weight - mean) / (std + eps)
+
+
+class Fn(nn.Module):
+    """A parameter-free module calling ``fn`` (to time a function)."""
+
+    def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
+# ------------------------------------------------------------ timing
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _step(layer: nn.Module, x: Tensor, grad: Tensor,
+          device: torch.device) -> float:
+    """One forward + backward of ``layer``; returns seconds."""
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    _sync(device)
+    start = time.perf_counter()
+    layer(x).backward(grad)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def time_group(layers: Dict[str, nn.Module], x: Tensor, grad: Tensor,
+               warmup: int, repeats: int) -> Dict[str, float]:
+    """Median milliseconds of each layer, timed in turn per repeat.
+
+    The layers run one after the other within a repeat, in forward order
+    on even repeats and in reverse order on odd ones.
+
+    Args:
+        layers (dict[str, nn.Module]): Layers mapping ``x`` to a tensor of
+            ``grad``'s shape.
+        x (Tensor): Input, ``requires_grad=True``.
+        grad (Tensor): Gradient of the output.
+        warmup (int): Untimed steps per layer first.
+        repeats (int): Timed steps per layer.
+
+    Returns:
+        dict[str, float]: Median time in ms per layer name.
+    """
+    times: Dict[str, List[float]] = {name: [] for name in layers}
+    for _ in range(warmup):
+        for layer in layers.values():
+            _step(layer, x, grad, x.device)
+    order = list(layers.items())
+    for i in range(repeats):
+        # alternate the order, so that no layer always follows the same one
+        for name, layer in order if i % 2 == 0 else order[::-1]:
+            times[name].append(_step(layer, x, grad, x.device))
+    return {
+        name: 1e3 * statistics.median(values)
+        for name, values in times.items()
+    }
+
+
+# ------------------------------------------------------------ rows
+Row = Tuple[str, str, str, float, float, Optional[float]]
+
+
+def conv_rows(shape: str, batch: int, device: torch.device, warmup: int,
+              repeats: int) -> List[Row]:
+    """Time the WS convs and their baselines at ``shape``."""
+    (c_in, c_out, k, size), _ = SHAPES[shape]
+    args = (c_in, c_out, k)
+    kwargs = dict(padding=k // 2, bias=False)
+    torch.manual_seed(0)
+    base = nn.Conv2d(*args, **kwargs)
+    layers = {
+        'WSConv2d(var)': WSConv2d(*args, **kwargs, mode='var'),
+        'WSConv2d(std)': WSConv2d(*args, **kwargs, mode='std'),
+        'Conv2d': nn.Conv2d(*args, **kwargs),
+        'ConvWS2d': ConvWS2d(*args, **kwargs),
+        'Conv2d (A/A)': nn.Conv2d(*args, **kwargs),
+    }
+    for layer in layers.values():
+        layer.load_state_dict(base.state_dict())
+        layer.to(device).train()
+    x = torch.randn(batch, c_in, size, size, device=device, requires_grad=True)
+    grad = torch.randn(batch, c_out, size, size, device=device)
+    ms = time_group(layers, x, grad, warmup, repeats)
+    label = f'{c_in}->{c_out} {k}x{k} @{size}'
+    rows = []
+    for mode in ('var', 'std'):
+        name = f'WSConv2d({mode})'
+        for baseline, target in (('Conv2d', 1.03), ('ConvWS2d', 0.9)):
+            rows.append(
+                (name, label, baseline, ms[name], ms[baseline], target))
+    rows.append(('Conv2d', label, 'Conv2d (A/A)', ms['Conv2d'],
+                 ms['Conv2d (A/A)'], None))
+
+    # the weight step alone: what WS adds to a conv
+    weight = torch.randn(c_out, c_in, k, k, device=device, requires_grad=True)
+    steps = {
+        'WS step(var)': Fn(lambda w: weight_standardize(w, mode='var')),
+        'WS step(std)': Fn(lambda w: weight_standardize(w, mode='std')),
+        'mmcv WS step': Fn(mmcv_standardize),
+    }
+    ms = time_group(steps, weight, torch.randn_like(weight), warmup, repeats)
+    label = f'({c_out}, {c_in}, {k}, {k})'
+    for mode in ('var', 'std'):
+        name = f'WS step({mode})'
+        rows.append(
+            (name, label, 'mmcv WS step', ms[name], ms['mmcv WS step'], None))
+    return rows
+
+
+def norm_rows(shape: str, batch: int, device: torch.device, warmup: int,
+              repeats: int) -> List[Row]:
+    """Time BCN and its baselines at ``shape``."""
+    (_, _, _, size), channels = SHAPES[shape]
+    layers = {
+        'BCN(est=False)': BCN(channels, GROUPS, estimate=False),
+        'BCN(est=True)': BCN(channels, GROUPS, estimate=True),
+        'authors(est=False)': AuthorsBCN(channels, GROUPS, estimate=False),
+        'authors(est=True)': AuthorsBCN(channels, GROUPS, estimate=True),
+        'GroupNorm': nn.GroupNorm(GROUPS, channels),
+        'BatchNorm2d': nn.BatchNorm2d(channels),
+        'BatchNorm2d (A/A)': nn.BatchNorm2d(channels),
+    }
+    for layer in layers.values():
+        layer.to(device).train()
+    torch.manual_seed(0)
+    x = torch.randn(
+        batch, channels, size, size, device=device, requires_grad=True)
+    grad = torch.randn_like(x)
+    ms = time_group(layers, x, grad, warmup, repeats)
+    label = f'({batch}, {channels}, {size}, {size})'
+    rows = []
+    for est in (False, True):
+        name = f'BCN(est={est})'
+        for baseline, target in ((f'authors(est={est})', 0.7),
+                                 ('GroupNorm', None), ('BatchNorm2d', None)):
+            rows.append(
+                (name, label, baseline, ms[name], ms[baseline], target))
+    rows.append(('BatchNorm2d', label, 'BatchNorm2d (A/A)', ms['BatchNorm2d'],
+                 ms['BatchNorm2d (A/A)'], None))
+    return rows
+
+
+def _ms(t: float) -> str:
+    """Milliseconds with 3 significant digits at least."""
+    return f'{t:.2f}' if t >= 1 else f'{t:.3f}'
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The result table, one line per row."""
+    header = ('layer', 'shape', 'baseline', 'ms layer', 'ms base', 'ratio',
+              'target', 'result')
+    lines = []
+    for name, shape, base, t_layer, t_base, target in rows:
+        ratio = t_layer / t_base
+        if target is None:
+            target_s, verdict = '-', 'report'
+        else:
+            target_s = f'<= {target:.2f}'
+            verdict = 'PASS' if ratio <= target else 'MISS'
+        lines.append((name, shape, base, _ms(t_layer), _ms(t_base),
+                      f'{ratio:.3f}', target_s, verdict))
+    widths = [
+        max(len(str(line[i])) for line in [header] + lines)
+        for i in range(len(header))
+    ]
+
+    def fmt(line):
+        return '  '.join(
+            str(cell).rjust(w) if i in (3, 4, 5) else str(cell).ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+
+    rule = '  '.join('-' * w for w in widths)
+    return '\n'.join([fmt(header), rule] + [fmt(line) for line in lines])
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Forward + backward time of WSConv2d and BCN against '
+        'their baselines at ResNet-50 stage shapes.')
+    parser.add_argument(
+        '--repeats', type=int, default=20, help='timed steps per layer')
+    parser.add_argument(
+        '--warmup', type=int, default=3, help='untimed steps per layer')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch intra-op threads (default: torch\'s own choice)')
+    parser.add_argument(
+        '--shapes',
+        nargs='+',
+        choices=sorted(SHAPES),
+        default=sorted(SHAPES),
+        help='which stage shapes to run (default: all)')
+    parser.add_argument(
+        '--layers',
+        nargs='+',
+        choices=('conv', 'norm'),
+        default=('conv', 'norm'),
+        help='which layer kinds to run (default: both)')
+    parser.add_argument('--batch', type=int, default=2, help='batch size')
+    parser.add_argument(
+        '--device', default='cpu', help="'cpu' (default) or e.g. 'cuda'")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f'torch {torch.__version__}, device {device}, '
+          f'{torch.get_num_threads()} threads, batch {args.batch}, '
+          f'{args.warmup} warmup + {args.repeats} timed steps, '
+          'forward + backward, median ms')
+    runners: List[Callable[..., List[Row]]] = []
+    if 'conv' in args.layers:
+        runners.append(conv_rows)
+    if 'norm' in args.layers:
+        runners.append(norm_rows)
+    rows: List[Row] = []
+    for runner in runners:
+        for shape in args.shapes:
+            rows += runner(shape, args.batch, device, args.warmup,
+                           args.repeats)
+    print(format_table(rows))
+
+
+if __name__ == '__main__':
+    main()
