@@ -1,0 +1,15 @@
+# DeepLabv3 R-50-D8 with BCN (estimated statistics) + WSConv2d, the micro-batch
+# method of Qiao et al. (arXiv:1903.10520), on Cityscapes (19 classes) at
+# 512x1024: 8 GPUs x 1 image, total batch 8 as 4xb2, so the learning rate
+# (0.01) and the 80k schedule stay those of 4xb2. Trains from scratch.
+_base_ = [
+    '../_base_/models/deeplabv3_r50-d8_bcn-ws.py',
+    'mmseg::_base_/datasets/cityscapes.py',
+    '../_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py'
+]
+custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
+crop_size = (512, 1024)
+data_preprocessor = dict(size=crop_size)
+model = dict(data_preprocessor=data_preprocessor)
+train_dataloader = dict(batch_size=1)

@@ -1,0 +1,16 @@
+# DeepLabv3 R-50-D8 with BCN (batch statistics) + WSConv2d on PASCAL VOC 2012 +
+# SBD aug (21 classes) at 512x512: mmseg's batch shape (4 GPUs x 4 images,
+# total 16) and 40k schedule (SGD lr 0.01, poly). Trains from scratch.
+_base_ = [
+    '../_base_/models/deeplabv3_r50-d8_bcnbatch-ws.py',
+    'mmseg::_base_/datasets/pascal_voc12_aug.py',
+    '../_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_40k.py'
+]
+custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(num_classes=21),
+    auxiliary_head=dict(num_classes=21))

@@ -1,0 +1,7 @@
+# GroupNorm + WSConv2d, 8 GPUs x 1 image with gradients accumulated over 2
+# iterations: an effective batch of 16 as 4xb4, so lr 0.01. 80k iterations =
+# 40k optimizer steps, the samples and updates of 4xb4-40k. Normalization
+# statistics still see 1 image per GPU per forward.
+_base_ = './deeplabv3_r50-d8_gn-ws_8xb1-80k_voc12aug-512x512.py'
+custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
+optim_wrapper = dict(optimizer=dict(lr=0.01), accumulative_counts=2)

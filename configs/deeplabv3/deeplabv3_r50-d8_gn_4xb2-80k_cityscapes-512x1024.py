@@ -1,0 +1,13 @@
+# DeepLabv3 R-50-D8 with GroupNorm (32 groups) on Cityscapes (19 classes) at
+# 512x1024: mmseg's batch shape (4 GPUs x 2 images, total 8) and 80k schedule
+# (SGD lr 0.01, poly). Trains from scratch.
+_base_ = [
+    '../_base_/models/deeplabv3_r50-d8_gn.py',
+    'mmseg::_base_/datasets/cityscapes.py',
+    '../_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py'
+]
+custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
+crop_size = (512, 1024)
+data_preprocessor = dict(size=crop_size)
+model = dict(data_preprocessor=data_preprocessor)
