@@ -17,6 +17,7 @@ from mmengine.config import DictAction
 from mmseg_wsbcn.apis import (OneLineErrorParser, ToolError, build_runner,
                               check_paths, finish_distributed,
                               prepare_config)
+from mmseg_wsbcn.apis.runner import distributed_failure_message
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,9 +119,13 @@ def main(argv=None) -> dict:
         sys.exit(f'test.py: error: {e}')
     try:
         metrics = runner.test()
-    except BaseException:
+    except BaseException as e:
+        # a peer that died or hangs: one line instead of a traceback
+        msg = distributed_failure_message(e, cfg, 'while testing')
         finish_distributed(wait=False)
-        raise
+        if msg is None:
+            raise
+        sys.exit(f'test.py: error: {msg}')
     finish_distributed()
     return metrics
 

@@ -6,6 +6,9 @@ Examples::
     python tools/train.py configs/demo/deeplabv3_r18-d8_bcn-ws_1xb2-200iters_cityscapes-mini-128x128.py
     python tools/train.py CONFIG --work-dir work_dirs/exp1 --resume
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
+    tools/dist_train.sh CONFIG 2   # the same, with NNODES/NODE_RANK/PORT
+
+Without CUDA the processes use the ``gloo`` backend on CPU.
 """
 import argparse
 import os
@@ -16,6 +19,7 @@ from mmengine.config import DictAction
 from mmseg_wsbcn.apis import (OneLineErrorParser, ToolError, build_runner,
                               check_paths, finish_distributed,
                               prepare_config)
+from mmseg_wsbcn.apis.runner import distributed_failure_message
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,9 +88,17 @@ def main(argv=None):
         sys.exit(f'train.py: error: {e}')
     try:
         runner.train()
-    except BaseException:
+    except FloatingPointError as e:  # StopOnNonFiniteLossHook: every rank
         finish_distributed(wait=False)
-        raise
+        sys.exit(f'train.py: error: {e}')
+    except BaseException as e:
+        # a peer that died or hangs: one line instead of a traceback
+        msg = distributed_failure_message(
+            e, cfg, f'at iteration {runner.iter + 1}')
+        finish_distributed(wait=False)
+        if msg is None:
+            raise
+        sys.exit(f'train.py: error: {msg}')
     finish_distributed()
     return runner
 

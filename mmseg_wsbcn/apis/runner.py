@@ -9,11 +9,19 @@ When CUDA is not available, :func:`build_runner` therefore initializes the
 process group itself with the ``gloo`` backend from the launcher's
 environment variables (MMEngine then skips its own ``init_dist``), and asks
 for a DDP wrapper with ``device_ids=None``. With CUDA nothing changes.
+
+Every collective waits at most ``env_cfg.dist_cfg.timeout`` seconds for its
+peers, so a rank that dies or hangs makes the others fail instead of
+blocking forever; :func:`distributed_failure_message` turns that failure
+into one line for the tools. :func:`build_runner` also makes sure
+:class:`~mmseg_wsbcn.engine.hooks.StopOnNonFiniteLossHook` is registered
+unless the config sets ``stop_on_nan=False``.
 """
 import datetime
 import os
+import re
 import subprocess
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -126,6 +134,72 @@ def _replace_syncbn(cfg: Any) -> int:
     return count
 
 
+def _add_nan_loss_hook(cfg: Config) -> None:
+    """Register ``StopOnNonFiniteLossHook`` unless ``stop_on_nan=False``.
+
+    ``configs/_base_/default_runtime.py`` lists it in ``custom_hooks``; a
+    config that sets its own ``custom_hooks`` replaces that list, so the
+    hook is added back here.
+    """
+    if not cfg.get('stop_on_nan', True):
+        return
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(
+            isinstance(h, dict) and h.get('type') == 'StopOnNonFiniteLossHook'
+            for h in hooks):
+        hooks.append(dict(type='StopOnNonFiniteLossHook'))
+        cfg.custom_hooks = hooks
+
+
+#: Lower-case fragments of the errors a collective raises when a peer
+#: process died (closed connection) or stopped responding (timeout).
+_PEER_FAILURE_SIGNS = ('connection closed by peer', 'connection reset',
+                       'broken pipe', 'timed out', 'timeout',
+                       'connection refused')
+
+
+def distributed_failure_message(exc: BaseException, cfg: Config,
+                                stage: str) -> Optional[str]:
+    """One line for an error caused by another rank failing, else ``None``.
+
+    With a process group running, ``torch.distributed`` errors (and gloo's
+    ``RuntimeError`` for a closed connection or a timeout) mean that a peer
+    exited or hangs; the message says so, names this rank, ``stage`` and the
+    timeout, and keeps the first sentence of the original error.
+
+    Args:
+        exc (BaseException): The error ``runner.train()``/``test()`` raised.
+        cfg (Config): The run's config (for the timeout).
+        stage (str): Where it happened, e.g. ``'at iteration 3'``.
+
+    Returns:
+        str, optional: The message, or ``None`` when ``exc`` is not a
+        distributed failure (the caller re-raises it).
+    """
+    if not (dist.is_available() and dist.is_initialized()) \
+            or dist.get_world_size() < 2:
+        return None
+    text = str(exc).strip()
+    dist_error = getattr(dist, 'DistError', ())
+    if not (isinstance(exc, dist_error) or any(
+            sign in text.lower() for sign in _PEER_FAILURE_SIGNS)):
+        return None
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = re.sub(r'^\[[^\]]*\]\s*', '', first)  # gloo's [file.cc:line]
+    first = first.split('. ')[0].rstrip('.')
+    timeout = (cfg.get('env_cfg') or {}).get('dist_cfg', {}).get('timeout')
+    if timeout is None:  # the tools' default without CUDA, else torch's
+        timeout = 'the default' if torch.cuda.is_available() else \
+            f'{DEFAULT_DIST_TIMEOUT} s'
+    else:
+        timeout = f'{timeout} s'
+    return (f'rank {dist.get_rank()} of {dist.get_world_size()} stopped '
+            f'{stage}: another process exited or stopped responding (a '
+            f'collective waits {timeout} for its peers, '
+            f'env_cfg.dist_cfg.timeout); see the first failing rank\'s log. '
+            f'{type(exc).__name__}: {first}')
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the runner for ``cfg`` the way mmseg's tools do
     (``RUNNERS.build`` when the config sets ``runner_type``, else
@@ -138,6 +212,7 @@ def build_runner(cfg: Config) -> Runner:
     Returns:
         Runner: The runner, not yet started.
     """
+    _add_nan_loss_hook(cfg)
     launcher = cfg.get('launcher', 'none')
     if launcher != 'none' and not torch.cuda.is_available():
         timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get(

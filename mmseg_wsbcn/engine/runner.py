@@ -29,6 +29,7 @@ import os.path as osp
 from typing import Iterator, Optional
 
 import torch
+from mmengine.dist import master_only
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -65,6 +66,7 @@ class WSBCNRunner(Runner):
         with trusted_local_checkpoints():
             super().load_or_resume()
 
+    @master_only  # as Runner.save_checkpoint: only rank 0 writes the file
     def save_checkpoint(self,
                         out_dir: str,
                         filename: str,
