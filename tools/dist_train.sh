@@ -31,19 +31,7 @@ TOOLS=$(dirname "$0")
 # Node 0 hosts the rendezvous on PORT: fail early, in one line, if the port
 # is taken (torchrun would print a long traceback instead).
 if [ "$NODE_RANK" = "0" ]; then
-    "$PYTHON" -c '
-import socket, sys
-port, tool = int(sys.argv[1]), sys.argv[2]
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("", port))
-except OSError as e:
-    sys.exit(f"{tool}: error: port {port} is already in use on this machine "
-             f"({e.strerror}); choose a free one, e.g. PORT={port + 1} {tool} ...")
-finally:
-    s.close()
-' "$PORT" "$(basename "$0")" || exit 1
+    "$PYTHON" "$TOOLS/misc/check_port.py" "$PORT" "$(basename "$0")" || exit 1
 fi
 
 PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
