@@ -1,5 +1,8 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 import os.path as osp
+import subprocess
+import sys
+from typing import Callable
 
 import pytest
 
@@ -10,3 +13,37 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def repo_root() -> str:
     """The checkout's root (configs and ``demo/data`` are relative to it)."""
     return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def run_tool() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_tool(tool, *args, cwd=REPO_ROOT, timeout=600)`` runs
+    ``tools/<tool>`` in a fresh interpreter and returns the finished
+    process (text stdout/stderr captured)."""
+
+    def run(tool: str, *args: str, cwd: str = REPO_ROOT,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, osp.join(REPO_ROOT, 'tools', tool), *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(scope='session')
+def assert_one_line_error() -> Callable[..., None]:
+    """``assert_one_line_error(proc, *needles)``: the tool failed with one
+    line on stderr (no traceback) that contains every needle."""
+
+    def check(proc: subprocess.CompletedProcess, *needles: str) -> None:
+        assert proc.returncode != 0
+        assert 'Traceback' not in proc.stderr, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, proc.stderr
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+
+    return check

@@ -27,8 +27,6 @@ import math
 import os
 import os.path as osp
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -560,42 +558,33 @@ def test_paper_config_names_its_missing_checkpoint(tmp_path, monkeypatch):
         check_paths(cfg, mode='train')
 
 
-def run_train_tool(cwd, *args):
-    return subprocess.run(
-        [sys.executable,
-         osp.join(REPO_ROOT, 'tools/train.py'), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode != 0
-    assert 'Traceback' not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def test_train_tool_names_the_missing_checkpoint(tmp_path):
+def test_train_tool_names_the_missing_checkpoint(tmp_path, run_tool,
+                                                 assert_one_line_error):
     """The paper config, with its data found, stops before training with
     one line naming the checkpoint it expects (run in an empty folder, so
     the relative path is surely missing)."""
     voc = MINI_ROOTS['PascalVOCDataset']
-    proc = run_train_tool(
-        tmp_path, osp.join(REPO_ROOT, PAPER_CONFIG), '--cfg-options',
+    proc = run_tool(
+        'train.py',
+        osp.join(REPO_ROOT, PAPER_CONFIG),
+        '--cfg-options',
         f'train_dataloader.dataset.datasets.0.data_root={voc}',
         f'train_dataloader.dataset.datasets.1.data_root={voc}',
-        f'val_dataloader.dataset.data_root={voc}')
+        f'val_dataloader.dataset.data_root={voc}',
+        cwd=str(tmp_path),
+        timeout=300)
     assert_one_line_error(proc, "'checkpoints/wsbcn/rn101_bcn_ws_mmseg.pth'",
                           'model.backbone.init_cfg.checkpoint',
                           'does not exist')
 
 
-def test_train_tool_names_the_missing_data_root(tmp_path):
-    proc = run_train_tool(tmp_path, osp.join(REPO_ROOT, CITYSCAPES_CONFIG))
+def test_train_tool_names_the_missing_data_root(tmp_path, run_tool,
+                                                assert_one_line_error):
+    proc = run_tool(
+        'train.py',
+        osp.join(REPO_ROOT, CITYSCAPES_CONFIG),
+        cwd=str(tmp_path),
+        timeout=300)
     assert_one_line_error(proc, "'data/cityscapes/'",
                           'train_dataloader.dataset.data_root',
                           'does not exist')

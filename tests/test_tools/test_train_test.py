@@ -5,20 +5,10 @@ import glob
 import json
 import math
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
 CONFIG = 'tests/data/configs/deeplabv3_r18-d8_bn_1xb2-tiny_cityscapes-mini-64x64.py'  # noqa: E501
-
-
-def run_tool(repo_root, *args, timeout=600):
-    return subprocess.run([sys.executable, *args],
-                          cwd=repo_root,
-                          capture_output=True,
-                          text=True,
-                          timeout=timeout)
 
 
 def read_scalars(work_dir):
@@ -30,9 +20,9 @@ def read_scalars(work_dir):
 
 
 @pytest.fixture(scope='module')
-def trained(repo_root, tmp_path_factory):
+def trained(run_tool, tmp_path_factory):
     work_dir = str(tmp_path_factory.mktemp('train'))
-    proc = run_tool(repo_root, 'tools/train.py', CONFIG, '--work-dir',
+    proc = run_tool('train.py', CONFIG, '--work-dir',
                     work_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work_dir
@@ -54,10 +44,10 @@ def test_checkpoints_are_saved_without_temporaries(trained):
         assert f.read().strip().endswith('iter_10.pth')
 
 
-def test_test_tool_reproduces_the_final_validation_miou(repo_root, trained,
+def test_test_tool_reproduces_the_final_validation_miou(run_tool, trained,
                                                         tmp_path):
     val = [r for r in read_scalars(trained) if 'mIoU' in r][-1]
-    proc = run_tool(repo_root, 'tools/test.py', CONFIG,
+    proc = run_tool('test.py', CONFIG,
                     osp.join(trained, 'iter_10.pth'), '--work-dir',
                     str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -68,8 +58,8 @@ def test_test_tool_reproduces_the_final_validation_miou(repo_root, trained,
     assert 'mIoU' in proc.stdout + proc.stderr
 
 
-def test_resume_continues_the_iteration_counter(repo_root, trained):
-    proc = run_tool(repo_root, 'tools/train.py', CONFIG, '--work-dir',
+def test_resume_continues_the_iteration_counter(run_tool, trained):
+    proc = run_tool('train.py', CONFIG, '--work-dir',
                     trained, '--resume', '--cfg-options',
                     'train_cfg.max_iters=12', 'train_cfg.val_interval=12')
     assert proc.returncode == 0, proc.stderr[-3000:]
