@@ -15,9 +15,7 @@ import sys
 from mmengine.config import DictAction
 
 from mmseg_wsbcn.apis import (OneLineErrorParser, ToolError, build_runner,
-                              check_paths, finish_distributed,
-                              prepare_config)
-from mmseg_wsbcn.apis.runner import distributed_failure_message
+                              check_paths, prepare_config, run_and_finish)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -117,17 +115,8 @@ def main(argv=None) -> dict:
         runner = build_runner(cfg)
     except ToolError as e:
         sys.exit(f'test.py: error: {e}')
-    try:
-        metrics = runner.test()
-    except BaseException as e:
-        # a peer that died or hangs: one line instead of a traceback
-        msg = distributed_failure_message(e, cfg, 'while testing')
-        finish_distributed(wait=False)
-        if msg is None:
-            raise
-        sys.exit(f'test.py: error: {msg}')
-    finish_distributed()
-    return metrics
+    return run_and_finish('test.py', runner.test, cfg,
+                          lambda: 'while testing')
 
 
 if __name__ == '__main__':

@@ -17,9 +17,7 @@ import sys
 from mmengine.config import DictAction
 
 from mmseg_wsbcn.apis import (OneLineErrorParser, ToolError, build_runner,
-                              check_paths, finish_distributed,
-                              prepare_config)
-from mmseg_wsbcn.apis.runner import distributed_failure_message
+                              check_paths, prepare_config, run_and_finish)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -86,20 +84,8 @@ def main(argv=None):
         runner = build_runner(cfg)
     except ToolError as e:
         sys.exit(f'train.py: error: {e}')
-    try:
-        runner.train()
-    except FloatingPointError as e:  # StopOnNonFiniteLossHook: every rank
-        finish_distributed(wait=False)
-        sys.exit(f'train.py: error: {e}')
-    except BaseException as e:
-        # a peer that died or hangs: one line instead of a traceback
-        msg = distributed_failure_message(
-            e, cfg, f'at iteration {runner.iter + 1}')
-        finish_distributed(wait=False)
-        if msg is None:
-            raise
-        sys.exit(f'train.py: error: {msg}')
-    finish_distributed()
+    run_and_finish('train.py', runner.train, cfg,
+                   lambda: f'at iteration {runner.iter + 1}')
     return runner
 
 

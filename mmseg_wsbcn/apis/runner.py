@@ -21,7 +21,8 @@ import datetime
 import os
 import re
 import subprocess
-from typing import Any, Optional
+import sys
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -249,3 +250,38 @@ def finish_distributed(wait: bool = True) -> None:
                 dist.barrier()
         finally:
             dist.destroy_process_group()
+
+
+def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
+                   where: Callable[[], str]) -> Any:
+    """Run ``stage`` (``runner.train``/``runner.test``), then tear down the
+    process group; report the expected failures in one line.
+
+    A non-finite loss (``FloatingPointError`` from
+    :class:`~mmseg_wsbcn.engine.hooks.StopOnNonFiniteLossHook`) and a peer
+    that died or hangs (:func:`distributed_failure_message`) exit with
+    ``<prog>: error: <message>``; anything else is re-raised.
+
+    Args:
+        prog (str): The tool's name for the message, e.g. ``'train.py'``.
+        stage (callable): What to run.
+        cfg (Config): The run's config.
+        where (callable): Returns where the run stopped, e.g.
+            ``'at iteration 3'`` (called only on failure).
+
+    Returns:
+        Whatever ``stage`` returns.
+    """
+    try:
+        result = stage()
+    except FloatingPointError as e:  # the NaN hook stops every rank
+        finish_distributed(wait=False)
+        sys.exit(f'{prog}: error: {e}')
+    except BaseException as e:
+        msg = distributed_failure_message(e, cfg, where())
+        finish_distributed(wait=False)
+        if msg is None:
+            raise
+        sys.exit(f'{prog}: error: {msg}')
+    finish_distributed()
+    return result
