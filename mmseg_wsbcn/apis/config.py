@@ -66,11 +66,15 @@ def check_checkpoint_paths(cfg: Config, mode: str) -> None:
     model = (cfg.get('model') or {}) if mode == 'train' else {}
     candidates.append(('model.pretrained', model.get('pretrained')))
     for part in ('backbone', 'decode_head', 'auxiliary_head'):
-        init_cfg = (model.get(part) or {}).get('init_cfg')
-        for ic in (init_cfg if isinstance(init_cfg, list) else [init_cfg]):
-            if isinstance(ic, dict) and ic.get('type') == 'Pretrained':
-                candidates.append((f'model.{part}.init_cfg.checkpoint',
-                                   ic.get('checkpoint')))
+        # mmseg allows a list of auxiliary heads
+        modules = model.get(part) or {}
+        for module in (modules if isinstance(modules, list) else [modules]):
+            init_cfg = module.get('init_cfg')
+            for ic in (init_cfg if isinstance(init_cfg, list) else
+                       [init_cfg]):
+                if isinstance(ic, dict) and ic.get('type') == 'Pretrained':
+                    candidates.append((f'model.{part}.init_cfg.checkpoint',
+                                       ic.get('checkpoint')))
     for where, path in candidates:
         if path and isinstance(path, str) and '://' not in path \
                 and not osp.isfile(path):
