@@ -65,9 +65,11 @@ class RankStateRecorderHook(Hook):
                 osp.basename(s.img_path) for s in data_batch['data_samples']
             ],
             bcn=bcn_state(runner.model))
-        torch.save(
-            record,
-            osp.join(folder, f'iter{iteration:03d}_rank{runner.rank}.pth'))
+        # write and rename, so a SIGKILL (test_resume_after_kill) never
+        # leaves a truncated record behind
+        path = osp.join(folder, f'iter{iteration:03d}_rank{runner.rank}.pth')
+        torch.save(record, path + '.tmp')
+        os.replace(path + '.tmp', path)
 
 
 @HOOKS.register_module()
