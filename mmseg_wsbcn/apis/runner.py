@@ -159,6 +159,11 @@ _PEER_FAILURE_SIGNS = ('connection closed by peer', 'connection reset',
                        'connection refused')
 
 
+def _configured_timeout(cfg: Config) -> Optional[float]:
+    """``env_cfg.dist_cfg.timeout`` (seconds), or ``None`` if unset."""
+    return ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
+
+
 def distributed_failure_message(exc: BaseException, cfg: Config,
                                 stage: str) -> Optional[str]:
     """One line for an error caused by another rank failing, else ``None``.
@@ -188,7 +193,7 @@ def distributed_failure_message(exc: BaseException, cfg: Config,
     first = text.splitlines()[0] if text else type(exc).__name__
     first = re.sub(r'^\[[^\]]*\]\s*', '', first)  # gloo's [file.cc:line]
     first = first.split('. ')[0].rstrip('.')
-    timeout = (cfg.get('env_cfg') or {}).get('dist_cfg', {}).get('timeout')
+    timeout = _configured_timeout(cfg)
     if timeout is None:  # the tools' default without CUDA, else torch's
         timeout = 'the default' if torch.cuda.is_available() else \
             f'{DEFAULT_DIST_TIMEOUT} s'
@@ -216,8 +221,9 @@ def build_runner(cfg: Config) -> Runner:
     _add_nan_loss_hook(cfg)
     launcher = cfg.get('launcher', 'none')
     if launcher != 'none' and not torch.cuda.is_available():
-        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
-            'timeout', DEFAULT_DIST_TIMEOUT)
+        timeout = _configured_timeout(cfg)
+        if timeout is None:
+            timeout = DEFAULT_DIST_TIMEOUT
         if not (dist.is_available() and dist.is_initialized()):
             init_cpu_distributed(launcher, timeout)
         wrapper = cfg.get('model_wrapper_cfg') or dict(
