@@ -2,30 +2,38 @@
 import os.path as osp
 import subprocess
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 
+#: The checkout's root, located once for the whole test suite.
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(scope='session')
 def repo_root() -> str:
-    """The checkout's root (configs and ``demo/data`` are relative to it)."""
+    """The checkout's root (configs and ``demo/data`` are relative to it).
+
+    Tests ask for this fixture rather than computing the path from their
+    own ``__file__``.
+    """
     return REPO_ROOT
 
 
 @pytest.fixture(scope='session')
-def run_tool() -> Callable[..., subprocess.CompletedProcess]:
-    """``run_tool(tool, *args, cwd=REPO_ROOT, timeout=600)`` runs
+def run_tool(repo_root) -> Callable[..., subprocess.CompletedProcess]:
+    """``run_tool(tool, *args, cwd=repo_root, timeout=600)`` runs
     ``tools/<tool>`` in a fresh interpreter and returns the finished
     process (text stdout/stderr captured)."""
 
-    def run(tool: str, *args: str, cwd: str = REPO_ROOT,
+    def run(tool: str,
+            *args: str,
+            cwd: Optional[str] = None,
             timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, osp.join(REPO_ROOT, 'tools', tool), *args],
-            cwd=cwd,
+            [sys.executable,
+             osp.join(repo_root, 'tools', tool), *args],
+            cwd=repo_root if cwd is None else cwd,
             capture_output=True,
             text=True,
             timeout=timeout)

@@ -11,11 +11,18 @@ Examples::
 import argparse
 import os
 import sys
+import warnings
 
 from mmengine.config import DictAction
 
-from mmseg_wsbcn.apis import (OneLineErrorParser, ToolError, build_runner,
-                              check_paths, prepare_config, run_and_finish)
+from mmseg_wsbcn.cli import (OneLineErrorParser, ToolError, build_runner,
+                             check_paths, prepare_config, run_and_finish)
+
+# MMEngine 0.10.7 imports ``pkg_resources`` lazily when it resolves
+# ``mmseg::`` config paths; setuptools (pinned < 81 for the mmcv build) then
+# warns on every use, burying the tool's own messages. Harmless: hide it.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -3,7 +3,7 @@
 
 Examples::
 
-    python tools/train.py configs/demo/deeplabv3_r18-d8_bcn-ws_1xb2-200iters_cityscapes-mini-128x128.py
+    python tools/train.py configs/demo/deeplabv3_r18-d8_bcn-ws_1xb2-200iters_cityscapes-mini-128x128.py  # noqa: E501
     python tools/train.py CONFIG --work-dir work_dirs/exp1 --resume
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
     tools/dist_train.sh CONFIG 2   # the same, with NNODES/NODE_RANK/PORT
@@ -13,11 +13,18 @@ Without CUDA the processes use the ``gloo`` backend on CPU.
 import argparse
 import os
 import sys
+import warnings
 
 from mmengine.config import DictAction
 
-from mmseg_wsbcn.apis import (OneLineErrorParser, ToolError, build_runner,
-                              check_paths, prepare_config, run_and_finish)
+from mmseg_wsbcn.cli import (OneLineErrorParser, ToolError, build_runner,
+                             check_paths, prepare_config, run_and_finish)
+
+# MMEngine 0.10.7 imports ``pkg_resources`` lazily when it resolves
+# ``mmseg::`` config paths; setuptools (pinned < 81 for the mmcv build) then
+# warns on every use, burying the tool's own messages. Harmless: hide it.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +67,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def enable_amp(cfg) -> None:
+    """``--amp``: switch the config's ``OptimWrapper`` to
+    ``AmpOptimWrapper`` with a dynamic loss scale (as mmseg's tool does)."""
+    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_wrapper == 'AmpOptimWrapper':
+        print('AMP training is already enabled in your config.')
+        return
+    if optim_wrapper != 'OptimWrapper':
+        raise ToolError(
+            f"--amp needs optim_wrapper.type 'OptimWrapper' (it becomes "
+            f"'AmpOptimWrapper'), but the config sets '{optim_wrapper}'; "
+            'drop --amp or set optim_wrapper.type=OptimWrapper')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -70,15 +93,7 @@ def main(argv=None):
             cfg_options=args.cfg_options,
             launcher=args.launcher)
         if args.amp:
-            optim_wrapper = cfg.optim_wrapper.type
-            if optim_wrapper == 'AmpOptimWrapper':
-                print('AMP training is already enabled in your config.')
-            else:
-                assert optim_wrapper == 'OptimWrapper', (
-                    '`--amp` is only supported when the optimizer wrapper '
-                    f'type is `OptimWrapper` but got {optim_wrapper}.')
-                cfg.optim_wrapper.type = 'AmpOptimWrapper'
-                cfg.optim_wrapper.loss_scale = 'dynamic'
+            enable_amp(cfg)
         cfg.resume = args.resume
         check_paths(cfg, mode='train')
         runner = build_runner(cfg)

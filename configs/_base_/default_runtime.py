@@ -7,8 +7,7 @@ runner_type = 'WSBCNRunner'
 
 # Stop training at the first NaN/inf loss, naming the iteration and the
 # values, before that step is checkpointed (StopOnNonFiniteLossHook; checked
-# every iteration, on every rank). Switch it off with stop_on_nan = False
-# (or --cfg-options stop_on_nan=False). tools/train.py registers the hook
-# even when a config replaces custom_hooks, unless stop_on_nan is False.
-stop_on_nan = True
+# every iteration, on every rank). Configs that add hooks extend this list
+# (custom_hooks = _base_.custom_hooks + [...]), so it stays first; switch it
+# off for one run with --cfg-options custom_hooks.0.enabled=False.
 custom_hooks = [dict(type='StopOnNonFiniteLossHook')]

@@ -21,7 +21,6 @@
 # mmseg's VOC test pipeline; README.md lists how they differ from the
 # authors' code.
 _base_ = './deeplabv3_r101-d16_bcnbatch-ws_4xb4-40k_voc12aug-512x512.py'
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 checkpoint_file = 'checkpoints/wsbcn/rn101_bcn_ws_mmseg.pth'
 crop_size = (513, 513)
 train_pipeline = [

@@ -1,3 +1,2 @@
 _base_ = './deeplabv3_r50-d16_gn-ws_8xb1-80k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 model = dict(backbone=dict(depth=101))

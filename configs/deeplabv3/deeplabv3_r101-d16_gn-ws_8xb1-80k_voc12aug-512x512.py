@@ -1,3 +1,2 @@
 _base_ = './deeplabv3_r50-d16_gn-ws_8xb1-80k_voc12aug-512x512.py'
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 model = dict(backbone=dict(depth=101))

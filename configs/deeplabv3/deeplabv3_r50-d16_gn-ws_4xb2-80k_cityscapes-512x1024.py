@@ -3,7 +3,6 @@
 # dilated, by 2 (its first block by 1: contract_dilation); ASPP rates (6, 12,
 # 18) plus the 1x1 branch and image pooling.
 _base_ = './deeplabv3_r50-d8_gn-ws_4xb2-80k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 model = dict(
     backbone=dict(dilations=(1, 1, 1, 2), strides=(1, 2, 2, 1)),
     decode_head=dict(dilations=(1, 6, 12, 18)))

@@ -3,5 +3,4 @@
 # 80k iterations = 40k optimizer steps, the samples and updates of 4xb4-40k.
 # Normalization statistics still see 1 image per GPU per forward.
 _base_ = './deeplabv3_r50-d8_bcn-ws_8xb1-80k_voc12aug-512x512.py'
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 optim_wrapper = dict(optimizer=dict(lr=0.01), accumulative_counts=2)

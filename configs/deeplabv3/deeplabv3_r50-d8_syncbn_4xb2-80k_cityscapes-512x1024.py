@@ -8,7 +8,6 @@ _base_ = [
     '../_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py'
 ]
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 crop_size = (512, 1024)
 data_preprocessor = dict(size=crop_size)
 model = dict(data_preprocessor=data_preprocessor)

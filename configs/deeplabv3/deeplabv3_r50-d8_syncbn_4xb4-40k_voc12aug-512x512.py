@@ -8,7 +8,6 @@ _base_ = [
     '../_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py'
 ]
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 model = dict(

@@ -4,14 +4,23 @@
 # mini set on one CPU process, then validated (per-class IoU table + mIoU).
 # Real mmseg classes: ResNetV1c-18 (d8) backbone, ASPPHead, FCNHead (aux).
 # The classifier convs (conv_seg) stay plain nn.Conv2d. Nothing is
-# downloaded: no pretrained weights.
-_base_ = ['./deeplabv3_r18-d8_bn_1xb2-200iters_cityscapes-mini-128x128.py']
-custom_imports = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
-
-conv_cfg = dict(type='WSConv2d')
-norm_cfg = dict(type='BCN', num_groups=32, estimate=True, requires_grad=True)
+# downloaded: no pretrained weights. The BN baseline's network, data and
+# schedule with the conv/norm layers of the bcn-ws model base, plus a summary
+# of those layers logged before training (LayerSummaryHook). The ResNet-18
+# lines repeat the baseline's: a config cannot inherit both the baseline and
+# the bcn-ws model base, as both define `model`.
+_base_ = [
+    '../_base_/models/deeplabv3_r50-d8_bcn-ws.py',
+    '../_base_/datasets/cityscapes_mini.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_200iters.py'
+]
+crop_size = (128, 128)
+data_preprocessor = dict(size=crop_size)
 model = dict(
-    backbone=dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg),
-    decode_head=dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg),
-    auxiliary_head=dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg))
-custom_hooks = [dict(type='LayerSummaryHook')]
+    data_preprocessor=data_preprocessor,
+    backbone=dict(depth=18),
+    decode_head=dict(in_channels=512, channels=128),
+    auxiliary_head=dict(in_channels=256, channels=64))
+randomness = dict(seed=0)
+custom_hooks = _base_.custom_hooks + [dict(type='LayerSummaryHook')]

@@ -19,10 +19,14 @@ The configs are discovered, not listed. Three levels, from cheap to costly:
    with the ASPP image-pooling branch at 1x1; the paper's VOC config has the
    paper's settings; missing checkpoint and data paths fail in one line that
    names them.
+
+A test chooses its configs with ``@pytest.mark.configs(select=...)``
+(``conftest.py`` in this folder finds the configs once).
 """
+import ast
 import copy
 import functools
-import glob
+import json
 import math
 import os
 import os.path as osp
@@ -35,16 +39,11 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.config import config as mmengine_config
 
-from mmseg_wsbcn.apis import ToolError, build_runner, check_paths
+from mmseg_wsbcn.cli import ToolError, build_runner, check_paths
 from mmseg_wsbcn.models.layers import BCN, WSConv2d
+from mmseg_wsbcn.models.utils.ckpt_convert import (OFFICIAL_FILES,
+                                                   converted_name)
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
-CONFIGS = sorted(
-    osp.relpath(p, REPO_ROOT)
-    for p in glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True)
-    if '_base_' not in osp.relpath(p, CONFIG_ROOT).split(osp.sep))
-DEEPLABV3 = [c for c in CONFIGS if c.startswith('configs/deeplabv3/')]
 PAPER_CONFIG = ('configs/deeplabv3/deeplabv3_r101-d16_bcnbatch-ws-in1k-pre_'
                 '4xb4-33k_voc12aug-513x513.py')
 MICRO_CONFIG = ('configs/deeplabv3/deeplabv3_r50-d8_bcn-ws_8xb1-80k_'
@@ -52,11 +51,15 @@ MICRO_CONFIG = ('configs/deeplabv3/deeplabv3_r50-d8_bcn-ws_8xb1-80k_'
 CITYSCAPES_CONFIG = ('configs/deeplabv3/deeplabv3_r50-d8_syncbn_4xb2-80k_'
                      'cityscapes-512x1024.py')
 
-#: Where the bundled mini sets are, by mmseg dataset class.
+#: Where the bundled mini sets are (relative to the checkout), by mmseg
+#: dataset class.
 MINI_ROOTS = {
-    'CityscapesDataset': osp.join(REPO_ROOT, 'demo/data/cityscapes_mini/'),
-    'PascalVOCDataset': osp.join(REPO_ROOT, 'demo/data/voc_mini/VOC2012'),
+    'CityscapesDataset': 'demo/data/cityscapes_mini/',
+    'PascalVOCDataset': 'demo/data/voc_mini/VOC2012',
 }
+#: The ``custom_imports`` every shipped config gets from
+#: ``configs/_base_/default_runtime.py``.
+PACKAGE_IMPORT = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
 #: ``norm`` field of a config name -> (norm kind, WS form, BCN estimate).
 VARIANTS = {
     'bn': ('bn', None, None),
@@ -87,6 +90,19 @@ NAME_RE = re.compile(
     r'(?P<data>[a-z0-9-]+)-(?P<h>\d+)x(?P<w>\d+)\.py$')
 
 
+# ------------------------------------------ config selections (marks) --
+def all_configs(configs):
+    return configs
+
+
+def deeplabv3_configs(configs):
+    return [c for c in configs if c.startswith('configs/deeplabv3/')]
+
+
+def deeplabv3_configs_but_paper(configs):
+    return [c for c in deeplabv3_configs(configs) if c != PAPER_CONFIG]
+
+
 # --------------------------------------------------------------- helpers --
 def _memoized_external_cfg_path(original):
     """MMEngine resolves every ``mmseg::`` base by parsing all of mmseg's
@@ -113,6 +129,11 @@ def _no_formatting(text, **kwargs):
     return text, False
 
 
+#: yapf's formatter as MMEngine uses it, kept for the one test that formats
+#: every config for real (``fast_mmengine`` replaces it by the no-op above).
+REAL_FORMAT_CODE = mmengine_config.FormatCode
+
+
 @pytest.fixture(scope='module', autouse=True)
 def fast_mmengine():
     """Skip work that does not change what is tested, for this module only:
@@ -132,14 +153,16 @@ def fast_mmengine():
         yield
 
 
-@functools.lru_cache(maxsize=None)
-def _load(config):
-    return Config.fromfile(osp.join(REPO_ROOT, config))
+@pytest.fixture(scope='module')
+def load(repo_root, fast_mmengine):
+    """``load(config)``: a private copy of the loaded config (each config,
+    given relative to the checkout, is read once)."""
 
+    @functools.lru_cache(maxsize=None)
+    def read(config):
+        return Config.fromfile(osp.join(repo_root, config))
 
-def load(config):
-    """A private copy of the loaded config."""
-    return copy.deepcopy(_load(config))
+    return lambda config: copy.deepcopy(read(config))
 
 
 def parse_name(config):
@@ -163,6 +186,14 @@ def iter_datasets(cfg):
             stack.extend(ds.get('datasets') or [])
 
 
+def use_mini_data(cfg, repo_root):
+    """Point every dataset of ``cfg`` at the bundled mini set of its
+    class."""
+    for ds in iter_datasets(cfg):
+        if ds['type'] in MINI_ROOTS:
+            ds['data_root'] = osp.join(repo_root, MINI_ROOTS[ds['type']])
+
+
 def shrink_pipeline(pipeline, crop=(64, 64), scale=(128, 64)):
     """The config's pipeline at a tiny size: same transforms, small
     numbers."""
@@ -175,7 +206,7 @@ def shrink_pipeline(pipeline, crop=(64, 64), scale=(128, 64)):
             t['size'] = crop
 
 
-def tiny(cfg, work_dir, batch_size=None, depth=18):
+def tiny(cfg, work_dir, repo_root, batch_size=None, depth=18):
     """Shrink ``cfg`` for a CPU step on the bundled data: ResNet-18 with
     narrow heads, 64x64 crops, 1 iteration then validation. Norm and conv
     layers, optimizer, accumulation and schedule stay the config's own."""
@@ -187,9 +218,8 @@ def tiny(cfg, work_dir, batch_size=None, depth=18):
     model.decode_head.update(in_channels=512, channels=64)
     if model.get('auxiliary_head'):
         model.auxiliary_head.update(in_channels=256, channels=32)
+    use_mini_data(cfg, repo_root)
     for ds in iter_datasets(cfg):
-        if ds['type'] in MINI_ROOTS:
-            ds['data_root'] = MINI_ROOTS[ds['type']]
         if ds.get('pipeline'):
             shrink_pipeline(ds['pipeline'])
     if batch_size is None:
@@ -271,10 +301,11 @@ def build_model(cfg, device='meta'):
 
 
 # ------------------------------------------------- 1. load, name, layers --
-def test_configs_are_discovered():
-    assert len(DEEPLABV3) >= 40
-    assert PAPER_CONFIG in DEEPLABV3 and MICRO_CONFIG in DEEPLABV3
-    fields = [parse_name(c) for c in DEEPLABV3]
+def test_configs_are_discovered(configs):
+    deeplabv3 = deeplabv3_configs(configs)
+    assert len(deeplabv3) >= 40
+    assert PAPER_CONFIG in deeplabv3 and MICRO_CONFIG in deeplabv3
+    fields = [parse_name(c) for c in deeplabv3]
     for data in ('cityscapes', 'voc12aug'):
         for norm in VARIANTS:
             for depth in ('50', '101'):
@@ -286,15 +317,14 @@ def test_configs_are_discovered():
                 assert found == {'8', '16'}, (data, norm, depth, found)
 
 
-@pytest.mark.parametrize('config', CONFIGS)
-def test_config_loads_and_matches_its_name(config):
-    with open(osp.join(REPO_ROOT, config)) as f:
+@pytest.mark.configs(select=all_configs)
+def test_config_loads_and_matches_its_name(config, repo_root, load):
+    with open(osp.join(repo_root, config)) as f:
         source = f.read()
     assert not re.search(r'^\s*(import|from)\s', source, re.M), config
-    assert ("custom_imports = dict(imports=['mmseg_wsbcn'], "
-            'allow_failed_imports=False)') in source
     cfg = load(config)
     # the toolkit's runtime (configs/_base_/default_runtime.py)
+    assert cfg.custom_imports == PACKAGE_IMPORT
     assert cfg.runner_type == 'WSBCNRunner'
     assert cfg.default_scope == 'mmseg'
     name = parse_name(config)
@@ -338,8 +368,21 @@ def test_config_loads_and_matches_its_name(config):
     assert (init_cfg is not None) == (name['pre'] is not None)
 
 
-@pytest.mark.parametrize('config', DEEPLABV3)
-def test_config_uses_mmsegs_datasets(config):
+@pytest.mark.configs(select=all_configs)
+def test_config_text_formats_and_loads_back(config, load, monkeypatch):
+    """The text MMEngine logs and dumps for a config (``pretty_text``),
+    formatted by yapf for real (the other tests skip that for speed), is
+    valid Python and loads back to the same config. Fails when a value has
+    no literal form or yapf cannot format the text."""
+    cfg = load(config)
+    monkeypatch.setattr(mmengine_config, 'FormatCode', REAL_FORMAT_CODE)
+    text = cfg.pretty_text
+    ast.parse(text, filename=config)
+    assert Config.fromstring(text, '.py').to_dict() == cfg.to_dict()
+
+
+@pytest.mark.configs(select=deeplabv3_configs)
+def test_config_uses_mmsegs_datasets(config, load):
     """Cityscapes: mmseg's ``CityscapesDataset`` on ``data/cityscapes/``
     (``*_gtFine_labelTrainIds.png``, 19 classes). VOC: mmseg's train.txt
     (``SegmentationClass``) + aug.txt (``SegmentationClassAug``), the
@@ -375,13 +418,13 @@ def test_config_uses_mmsegs_datasets(config):
     assert cfg.val_evaluator.type == 'IoUMetric'
 
 
-def test_metafile_indexes_every_config():
+def test_metafile_indexes_every_config(configs, repo_root):
     import yaml
-    folder = osp.join(CONFIG_ROOT, 'deeplabv3')
+    folder = osp.join(repo_root, 'configs', 'deeplabv3')
     with open(osp.join(folder, 'metafile.yaml')) as f:
         meta = yaml.safe_load(f)
     listed = [m['Config'] for m in meta['Models']]
-    assert sorted(listed) == DEEPLABV3
+    assert sorted(listed) == deeplabv3_configs(configs)
     for entry in meta['Models']:
         # nothing trained here yet: no results or weights to claim
         assert 'Results' not in entry and 'Weights' not in entry
@@ -391,8 +434,8 @@ def test_metafile_indexes_every_config():
             name['per_gpu'])
 
 
-def test_readme_links_resolve():
-    folder = osp.join(CONFIG_ROOT, 'deeplabv3')
+def test_readme_links_resolve(configs, repo_root):
+    folder = osp.join(repo_root, 'configs', 'deeplabv3')
     with open(osp.join(folder, 'README.md')) as f:
         readme = f.read()
     links = re.findall(r'\]\(([^)#:]+)\)', readme)
@@ -400,11 +443,11 @@ def test_readme_links_resolve():
     for link in links:
         assert osp.exists(osp.join(folder, link)), link
     # the config count stated in the README
-    assert f'There are {len(DEEPLABV3)} configs' in readme
+    assert f'There are {len(deeplabv3_configs(configs))} configs' in readme
 
 
-@pytest.mark.parametrize('config', [c for c in DEEPLABV3 if c != PAPER_CONFIG])
-def test_learning_rate_follows_the_linear_rule(config):
+@pytest.mark.configs(select=deeplabv3_configs_but_paper)
+def test_learning_rate_follows_the_linear_rule(config, load):
     """lr = 0.01 x (images per optimizer step) / (mmseg's reference batch:
     8 on Cityscapes, 16 on VOC), and the number of iterations keeps the
     number of epochs of mmseg's schedule (README.md)."""
@@ -418,8 +461,8 @@ def test_learning_rate_follows_the_linear_rule(config):
     assert steps * total == mmseg_steps * ref
 
 
-@pytest.mark.parametrize('config', CONFIGS)
-def test_model_has_the_requested_layers(config):
+@pytest.mark.configs(select=all_configs)
+def test_model_has_the_requested_layers(config, load):
     """At the config's real depth: norm layers of the named variant after
     every conv of backbone, ASPP head and auxiliary head; WSConv2d where
     named; plain classifier convs."""
@@ -461,25 +504,26 @@ def step_setting(config):
             f['per_gpu'], f['acc'], f['iters'])
 
 
-def step_configs():
+def step_configs(configs):
     """One config per distinct training setting (the first in sorted
     order), or every config with ``MMSEG_WSBCN_STEP_ALL_CONFIGS=1``."""
     if os.environ.get('MMSEG_WSBCN_STEP_ALL_CONFIGS') == '1':
-        return CONFIGS
+        return configs
     chosen = {}
-    for config in CONFIGS:
+    for config in configs:
         chosen.setdefault(step_setting(config), config)
     return sorted(chosen.values())
 
 
-def test_every_training_setting_is_stepped():
-    stepped = {step_setting(c) for c in step_configs()}
-    assert stepped == {step_setting(c) for c in CONFIGS}
+def test_every_training_setting_is_stepped(configs):
+    stepped = {step_setting(c) for c in step_configs(configs)}
+    assert stepped == {step_setting(c) for c in configs}
 
 
-@pytest.mark.parametrize('config', step_configs())
-def test_config_trains_and_validates_one_step(config, tmp_path):
-    cfg = tiny(load(config), tmp_path)
+@pytest.mark.configs(select=step_configs)
+def test_config_trains_and_validates_one_step(config, tmp_path, repo_root,
+                                              load):
+    cfg = tiny(load(config), tmp_path, repo_root)
     runner = build_runner(cfg)
     runner.train()
     assert runner.iter == 1
@@ -490,14 +534,15 @@ def test_config_trains_and_validates_one_step(config, tmp_path):
 
 
 # --------------------------------------------------- 3. focused checks --
-def test_micro_batch_config_trains_at_one_image_per_process(tmp_path):
+def test_micro_batch_config_trains_at_one_image_per_process(
+        tmp_path, repo_root, load):
     """The micro-batch config at its real depth (R-50) trains at 1 image per
     process; the ASPP image-pooling branch normalizes a 1x1 map of 1
     sample, which only batch-independent or estimated statistics allow."""
     cfg = load(MICRO_CONFIG)
     assert cfg.train_dataloader.batch_size == 1
     depth = cfg.model.backbone.depth
-    cfg = tiny(cfg, tmp_path, batch_size=1, depth=depth)
+    cfg = tiny(cfg, tmp_path, repo_root, batch_size=1, depth=depth)
     cfg.model.decode_head.update(in_channels=2048, channels=64)
     cfg.model.auxiliary_head.update(in_channels=1024, channels=32)
     runner = build_runner(cfg)
@@ -517,7 +562,7 @@ def test_micro_batch_config_trains_at_one_image_per_process(tmp_path):
     assert not torch.equal(before, pool_norm.pbn.running_mean)
 
 
-def test_paper_config_has_the_papers_settings():
+def test_paper_config_has_the_papers_settings(load):
     cfg = load(PAPER_CONFIG)
     backbone = cfg.model.backbone
     assert (backbone.type, backbone.depth) == ('ResNet', 101)  # 7x7 stem
@@ -548,25 +593,99 @@ def test_paper_config_has_the_papers_settings():
     assert model.backbone.conv1.kernel_size == (7, 7)
 
 
-def test_paper_config_names_its_missing_checkpoint(tmp_path, monkeypatch):
+def in1k_pre_configs(configs):
+    return [c for c in deeplabv3_configs(configs) if parse_name(c)['pre']]
+
+
+@pytest.mark.configs(select=in1k_pre_configs)
+def test_in1k_pre_config_names_its_missing_checkpoint(config, tmp_path,
+                                                      monkeypatch, repo_root,
+                                                      load):
+    """Each ``-in1k-pre`` config expects one of the authors' backbones,
+    converted, and names the conversion command while it is missing."""
     monkeypatch.chdir(tmp_path)  # where checkpoints/ surely does not exist
-    cfg = load(PAPER_CONFIG)
-    for ds in iter_datasets(cfg):
-        if ds['type'] in MINI_ROOTS:
-            ds['data_root'] = MINI_ROOTS[ds['type']]
-    with pytest.raises(ToolError, match='rn101_bcn_ws_mmseg.pth'):
+    cfg = load(config)
+    use_mini_data(cfg, repo_root)
+    path = cfg.model.backbone.init_cfg.checkpoint
+    name = osp.basename(path)
+    official = [
+        f for f in OFFICIAL_FILES.values() if converted_name(f) == name
+    ]
+    assert len(official) == 1, path
+    with pytest.raises(ToolError) as info:
         check_paths(cfg, mode='train')
+    assert f"'{path}'" in str(info.value)
+    assert ('python tools/model_converters/wsbcn2mmseg.py '
+            f'{official[0]} {path}') in str(info.value)
 
 
-def test_train_tool_names_the_missing_checkpoint(tmp_path, run_tool,
+@pytest.fixture(scope='module')
+def converted_backbone(repo_root, tmp_path_factory, run_tool):
+    """``converted_backbone(name)``: the path of ``name`` (e.g.
+    ``rn50_bcn_ws_mmseg.pth``), written by the converter tool from a
+    synthetic file with the released keys and shapes (made once)."""
+    folder = tmp_path_factory.mktemp('in1k-pre')
+
+    @functools.lru_cache(maxsize=None)
+    def make(name):
+        (family, arch, depth), official = next(
+            (k, f) for k, f in OFFICIAL_FILES.items()
+            if converted_name(f) == name)
+        fixture = f"{family.replace('-', '_')}_{arch}{depth}" + (
+            '_32x4d' if arch == 'resnext' else '') + '.json'
+        with open(osp.join(repo_root, 'tests/data/official_keys',
+                           fixture)) as f:
+            shapes = json.load(f)
+        gen = torch.Generator().manual_seed(0)
+        state = {
+            'module.' + k: torch.rand(v, generator=gen) + 0.5
+            if v else torch.tensor(10)
+            for k, v in shapes.items()
+        }
+        src, dst = str(folder / official), str(folder / name)
+        torch.save(state, src)
+        proc = run_tool('model_converters/wsbcn2mmseg.py', src, dst)
+        assert proc.returncode == 0, proc.stderr
+        return dst
+
+    return make
+
+
+@pytest.mark.configs(select=in1k_pre_configs)
+def test_in1k_pre_config_loads_the_backbone_and_trains(
+        config, tmp_path, repo_root, load, converted_backbone):
+    """At its real depth, 64x64 crops and narrow heads, the config's model
+    initializes its backbone from the converted file (every key, through
+    ``init_cfg``'s ``weights_only=True`` path) and trains one step."""
+    cfg = load(config)
+    path = converted_backbone(osp.basename(cfg.model.backbone.init_cfg.
+                                           checkpoint))
+    cfg = tiny(cfg, tmp_path, repo_root, depth=cfg.model.backbone.depth)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=path)
+    cfg.model.decode_head.update(in_channels=2048, channels=64)
+    if cfg.model.get('auxiliary_head'):
+        cfg.model.auxiliary_head.update(in_channels=1024, channels=32)
+    runner = build_runner(cfg)
+    runner.model.init_weights()
+    loaded = runner.model.backbone.state_dict()
+    expected = torch.load(path, weights_only=True)['state_dict']
+    assert set(loaded) == set(expected)
+    for key in expected:
+        torch.testing.assert_close(loaded[key], expected[key], msg=key)
+    runner.train()  # init_weights runs once: the loaded weights stay
+    assert runner.iter == 1
+    assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
+
+
+def test_train_tool_names_the_missing_checkpoint(tmp_path, repo_root, run_tool,
                                                  assert_one_line_error):
     """The paper config, with its data found, stops before training with
     one line naming the checkpoint it expects (run in an empty folder, so
     the relative path is surely missing)."""
-    voc = MINI_ROOTS['PascalVOCDataset']
+    voc = osp.join(repo_root, MINI_ROOTS['PascalVOCDataset'])
     proc = run_tool(
         'train.py',
-        osp.join(REPO_ROOT, PAPER_CONFIG),
+        osp.join(repo_root, PAPER_CONFIG),
         '--cfg-options',
         f'train_dataloader.dataset.datasets.0.data_root={voc}',
         f'train_dataloader.dataset.datasets.1.data_root={voc}',
@@ -578,11 +697,11 @@ def test_train_tool_names_the_missing_checkpoint(tmp_path, run_tool,
                           'does not exist')
 
 
-def test_train_tool_names_the_missing_data_root(tmp_path, run_tool,
+def test_train_tool_names_the_missing_data_root(tmp_path, repo_root, run_tool,
                                                 assert_one_line_error):
     proc = run_tool(
         'train.py',
-        osp.join(REPO_ROOT, CITYSCAPES_CONFIG),
+        osp.join(repo_root, CITYSCAPES_CONFIG),
         cwd=str(tmp_path),
         timeout=300)
     assert_one_line_error(proc, "'data/cityscapes/'",

@@ -41,9 +41,26 @@ def voc_colormap(n: int) -> list:
     return cmap
 
 
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+
+
 @pytest.fixture(autouse=True)
 def _mmseg_scope():
     init_default_scope('mmseg')
+
+
+def _dataset(cls, root, img_path, seg_map_path, ann_file=''):
+    """``cls`` on ``root`` with the images and labels of the given
+    folders (and the sample list ``ann_file``), loading both."""
+    return cls(
+        data_root=root,
+        data_prefix=dict(img_path=img_path, seg_map_path=seg_map_path),
+        ann_file=ann_file,
+        pipeline=PIPELINE)
 
 
 def _labels(ds, i):
@@ -53,18 +70,9 @@ def _labels(ds, i):
 
 def test_cityscapes_mini_loads_with_classes_and_palette(repo_root):
     root = osp.join(repo_root, 'demo/data/cityscapes_mini')
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-                dict(type='PackSegInputs')]
-    train = CityscapesDataset(
-        data_root=root,
-        data_prefix=dict(
-            img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
-        pipeline=pipeline)
-    val = CityscapesDataset(
-        data_root=root,
-        data_prefix=dict(
-            img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
-        pipeline=pipeline)
+    train = _dataset(CityscapesDataset, root, 'leftImg8bit/train',
+                     'gtFine/train')
+    val = _dataset(CityscapesDataset, root, 'leftImg8bit/val', 'gtFine/val')
     assert list(train.metainfo['classes']) == [n for n, _ in CITYSCAPES]
     assert [tuple(c) for c in train.metainfo['palette']] == \
         [c for _, c in CITYSCAPES]
@@ -83,20 +91,11 @@ def test_cityscapes_mini_loads_with_classes_and_palette(repo_root):
 
 def test_voc_mini_loads_with_classes_palette_and_aug(repo_root):
     root = osp.join(repo_root, 'demo/data/voc_mini/VOC2012')
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-                dict(type='PackSegInputs')]
-    val = PascalVOCDataset(
-        data_root=root,
-        data_prefix=dict(img_path='JPEGImages',
-                         seg_map_path='SegmentationClass'),
-        ann_file='ImageSets/Segmentation/val.txt',
-        pipeline=pipeline)
-    aug = PascalVOCDataset(
-        data_root=root,
-        data_prefix=dict(img_path='JPEGImages',
-                         seg_map_path='SegmentationClassAug'),
-        ann_file='ImageSets/Segmentation/aug.txt',
-        pipeline=pipeline)
+    split = 'ImageSets/Segmentation/{}.txt'
+    val = _dataset(PascalVOCDataset, root, 'JPEGImages', 'SegmentationClass',
+                   split.format('val'))
+    aug = _dataset(PascalVOCDataset, root, 'JPEGImages',
+                   'SegmentationClassAug', split.format('aug'))
     assert tuple(val.metainfo['classes']) == VOC_CLASSES
     assert [list(c) for c in val.metainfo['palette']] == voc_colormap(21)
     labels = _labels(val, 0)

@@ -22,17 +22,18 @@ layer uses them in, ``(x - mu_hat) / sqrt(var_hat + eps)``: ``mu_hat`` to
 1e-4 of ``sqrt(var_hat + eps)`` and ``var_hat`` to 1e-4 relative (the
 variances reach a few hundred, the means of a few channels fed by 2 pooled
 values per step move the most); the step counts exactly.
+
+The two runs' wall times are measured by benchmarks/benchmark_dist_train.py.
 """
 import os
 import os.path as osp
-import statistics
 import sys
 
 import pytest
 import torch
-from dist_helpers import (BCN_CONFIG, MAX_ITERS, bcn_errors, free_port,
-                          load_checkpoint, needs_gloo, rank_records,
-                          read_scalars, read_test_metrics, run)
+from dist_helpers import (BCN_CONFIG, FAKE_SRUN, MAX_ITERS, bcn_errors,
+                          free_port, load_checkpoint, needs_gloo, rank_records,
+                          read_scalars, read_test_metrics)
 
 pytestmark = needs_gloo
 
@@ -47,10 +48,6 @@ def records(single_run, dist_run):
     assert sorted(one) == list(range(1, MAX_ITERS + 1))
     assert sorted(ranks[0]) == sorted(ranks[1]) == sorted(one)
     return one, ranks
-
-
-def max_abs_diff(a: dict, b: dict) -> float:
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
 def test_both_runs_see_the_same_global_batches(records):
@@ -116,83 +113,49 @@ def test_final_weights_equal_the_single_process_ones(single_run, dist_run):
     assert err['mean'] <= TOL and err['var'] <= TOL and err['count'] == 0
 
 
-def test_report_equivalence_errors_and_wall_times(records, single_run,
-                                                  dist_run):
-    """Not a check: prints the measured differences and timings."""
-    one, ranks = records
-    loss_err = max(
-        abs(one[it]['losses'][k] -
-            (ranks[0][it]['losses'][k] + ranks[1][it]['losses'][k]) / 2)
-        for it in one for k in LOSS_KEYS)
-    errs = [bcn_errors(ranks[0][it]['bcn'], one[it]['bcn']) for it in one]
-    bcn = {k: max(e[k] for e in errs) for k in errs[0]}
-    ckpt = f'iter_{MAX_ITERS}.pth'
-    sd1 = load_checkpoint(osp.join(single_run.work_dir, ckpt))['state_dict']
-    sd2 = load_checkpoint(osp.join(dist_run.work_dir, ckpt))['state_dict']
-    params = [
-        k for k in sd1 if '.pbn.running_' not in k and 'num_batches' not in k
-    ]
-    weight_err = max_abs_diff({k: sd2[k]
-                               for k in params}, {k: sd1[k]
-                                                  for k in params})
-
-    def iter_time(work_dir):
-        return statistics.median(r['time'] for r in read_scalars(work_dir)
-                                 if 'loss' in r)
-
-    print(f'\n[equivalence] max |loss diff| {loss_err:.3g}, '
-          f'max |weight diff| {weight_err:.3g}, '
-          f'BCN statistics over all iterations: max |diff| {bcn["abs"]:.3g}, '
-          f'mu_hat {bcn["mean"]:.3g} of sqrt(var_hat + eps), var_hat '
-          f'{bcn["var"]:.3g} relative, step counts {bcn["count"]:.0f}')
-    print(f'[wall time] 1 process x 2 images: {single_run.seconds:.1f} s '
-          f'(median iteration {iter_time(single_run.work_dir):.3f} s); '
-          f'2 processes x 1 image: {dist_run.seconds:.1f} s (median '
-          f'iteration {iter_time(dist_run.work_dir):.3f} s), {MAX_ITERS} '
-          'iterations + validation, process start included')
-
-
-def test_dist_test_gives_the_single_process_miou(single_run, tmp_path):
+def test_dist_test_gives_the_single_process_miou(single_run, run_cmd,
+                                                 tmp_path):
     """dist_test.sh with 2 processes on the 1-process checkpoint: the
     metrics equal the 1-process validation of the same weights (5 images,
     so the ranks get 3 each and the padded duplicate is dropped)."""
     val = [r for r in read_scalars(single_run.work_dir) if 'mIoU' in r][-1]
-    result = run([
+    result = run_cmd([
         'tools/dist_test.sh', BCN_CONFIG,
         osp.join(single_run.work_dir, f'iter_{MAX_ITERS}.pth'), '2',
         '--work-dir',
         str(tmp_path)
     ],
-                 PORT=free_port()).check()
+                     PORT=free_port()).check()
     assert 'Distributed launcher: pytorch' in result.output
     test = read_test_metrics(str(tmp_path))
     for key in ('aAcc', 'mIoU', 'mAcc'):
         assert test[key] == val[key], key
 
 
-def test_slurm_test_gives_the_single_process_miou(single_run, tmp_path):
+def test_slurm_test_gives_the_single_process_miou(single_run, run_cmd,
+                                                  repo_root, tmp_path):
     """slurm_test.sh through a stand-in srun that starts 2 tasks here with
     slurm's variables (``--launcher slurm`` on gloo)."""
     val = [r for r in read_scalars(single_run.work_dir) if 'mIoU' in r][-1]
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
-    fake = osp.join(osp.dirname(osp.abspath(__file__)), 'fake_srun.py')
+    fake = osp.join(repo_root, FAKE_SRUN)
     for tool in ('srun', 'scontrol'):
         path = bin_dir / tool
         path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" '
                         f'{tool} "$@"\n')
         path.chmod(0o755)
-    result = run([
+    result = run_cmd([
         'tools/slurm_test.sh', 'cpu', 'wsbcn-test', BCN_CONFIG,
         osp.join(single_run.work_dir, f'iter_{MAX_ITERS}.pth'), '--work-dir',
         str(tmp_path / 'work')
     ],
-                 PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
-                 FAKE_SRUN_RUN=1,
-                 GPUS=2,
-                 GPUS_PER_NODE=2,
-                 GRES='',
-                 PORT=free_port()).check()
+                     PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+                     FAKE_SRUN_RUN=1,
+                     GPUS=2,
+                     GPUS_PER_NODE=2,
+                     GRES='',
+                     PORT=free_port()).check()
     assert 'Distributed launcher: slurm' in result.output
     test = read_test_metrics(str(tmp_path / 'work'))
     for key in ('aAcc', 'mIoU', 'mAcc'):

@@ -25,12 +25,7 @@ import time
 
 import pytest
 import torch
-import torch.distributed as dist
-from dist_helpers import (BCN_CONFIG, REPO_ROOT, free_port, load_checkpoint,
-                          needs_gloo, run, tool_env)
-from mmengine.config import Config
-
-from mmseg_wsbcn.apis.runner import distributed_failure_message
+from dist_helpers import BCN_CONFIG, free_port, load_checkpoint, needs_gloo
 
 pytestmark = needs_gloo
 #: Whole-run limit for a failing run: start-up, 2-3 iterations, and the
@@ -46,14 +41,22 @@ def fault(action, rank=1, iteration=3):
     ]
 
 
-def dist_train(work_dir, *options, **env):
-    return run([
-        'tools/dist_train.sh', BCN_CONFIG, '2', '--work-dir',
-        str(work_dir), '--cfg-options', ONE_IMAGE, *options
-    ],
-               timeout=BOUND_S,
-               PORT=free_port(),
-               **env)
+@pytest.fixture
+def dist_train(run_cmd):
+    """``dist_train(work_dir, *cfg_options, **env)``: a 2-process run of
+    ``tools/dist_train.sh`` with 1 image per process, bounded by
+    ``BOUND_S``."""
+
+    def train(work_dir, *options, **env):
+        return run_cmd([
+            'tools/dist_train.sh', BCN_CONFIG, '2', '--work-dir',
+            str(work_dir), '--cfg-options', ONE_IMAGE, *options
+        ],
+                       timeout=BOUND_S,
+                       PORT=free_port(),
+                       **env)
+
+    return train
 
 
 def error_lines(output, tool='train.py'):
@@ -62,7 +65,7 @@ def error_lines(output, tool='train.py'):
     ]
 
 
-def test_dead_rank_under_torchrun(tmp_path):
+def test_dead_rank_under_torchrun(dist_train, tmp_path):
     result = dist_train(tmp_path, *fault('exit'))
     assert result.returncode != 0
     assert result.seconds < BOUND_S
@@ -73,7 +76,7 @@ def test_dead_rank_under_torchrun(tmp_path):
     assert re.search(r'exitcode\s*:\s*1 ', root), root
 
 
-def test_dead_rank_without_a_launcher(tmp_path):
+def test_dead_rank_without_a_launcher(repo_root, tool_env, tmp_path):
     """Ranks started by hand (RANK/WORLD_SIZE/MASTER_* set, as a cluster
     scheduler does): the survivor notices the closed connection itself."""
     port = free_port()
@@ -86,7 +89,7 @@ def test_dead_rank_without_a_launcher(tmp_path):
     procs = [
         subprocess.Popen(
             args,
-            cwd=REPO_ROOT,
+            cwd=repo_root,
             env=tool_env(
                 RANK=rank,
                 LOCAL_RANK=rank,
@@ -111,7 +114,7 @@ def test_dead_rank_without_a_launcher(tmp_path):
     assert 'another process exited or stopped responding' in lines[0]
 
 
-def test_hung_rank_times_out(tmp_path):
+def test_hung_rank_times_out(dist_train, tmp_path):
     result = dist_train(tmp_path, *fault('hang'),
                         'env_cfg.dist_cfg.timeout=10')
     assert result.returncode != 0
@@ -133,10 +136,10 @@ def busy_port():
 
 
 @pytest.mark.parametrize('script', ['dist_train.sh', 'dist_test.sh'])
-def test_port_in_use_with_the_scripts(busy_port, script):
+def test_port_in_use_with_the_scripts(run_cmd, busy_port, script):
     args = ['tools/' + script, BCN_CONFIG] + \
         (['ckpt.pth'] if script == 'dist_test.sh' else []) + ['2']
-    result = run(args, timeout=60, PORT=busy_port)
+    result = run_cmd(args, timeout=60, PORT=busy_port)
     assert result.returncode == 1
     assert result.stdout == ''
     assert result.stderr.strip() == (
@@ -145,19 +148,19 @@ def test_port_in_use_with_the_scripts(busy_port, script):
         f'PORT={busy_port + 1} {script} ...')
 
 
-def test_port_in_use_with_the_tool(busy_port, tmp_path):
+def test_port_in_use_with_the_tool(run_cmd, busy_port, tmp_path):
     """``--launcher pytorch`` without the scripts (torchrun, slurm, by
     hand): rank 0 cannot host the rendezvous."""
-    result = run([
+    result = run_cmd([
         'tools/train.py', BCN_CONFIG, '--launcher', 'pytorch', '--work-dir',
         str(tmp_path)
     ],
-                 timeout=BOUND_S,
-                 RANK=0,
-                 LOCAL_RANK=0,
-                 WORLD_SIZE=2,
-                 MASTER_ADDR='127.0.0.1',
-                 MASTER_PORT=busy_port)
+                     timeout=BOUND_S,
+                     RANK=0,
+                     LOCAL_RANK=0,
+                     WORLD_SIZE=2,
+                     MASTER_ADDR='127.0.0.1',
+                     MASTER_PORT=busy_port)
     assert result.returncode == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert lines == [
@@ -167,7 +170,7 @@ def test_port_in_use_with_the_tool(busy_port, tmp_path):
     ], result.stderr[-3000:]
 
 
-def test_nan_loss_on_one_rank_stops_every_rank(tmp_path):
+def test_nan_loss_on_one_rank_stops_every_rank(dist_train, tmp_path):
     """NaN weights on rank 1 at iteration 4, a checkpoint iteration: both
     ranks stop there (the hook all-reduces a flag), the message names the
     iteration, the rank and the values, and the last checkpoint is
@@ -182,7 +185,7 @@ def test_nan_loss_on_one_rank_stops_every_rank(tmp_path):
                                'iteration 4/10: rank 1: loss=nan, '
                                'decode.loss_ce=nan;'), line
         assert 'last checkpoint: ' in line and 'iter_2.pth' in line
-        assert 'stop_on_nan=False' in line
+        assert 'enabled=False on StopOnNonFiniteLossHook' in line
     # no worker traceback (torchrun prefixes worker output with [rankN]:)
     assert not re.search(r'\[rank\d\]: Traceback', result.output)
     assert not osp.exists(osp.join(tmp_path, 'iter_4.pth'))
@@ -190,30 +193,3 @@ def test_nan_loss_on_one_rank_stops_every_rank(tmp_path):
         assert f.read().strip().endswith('iter_2.pth')
     state = load_checkpoint(osp.join(tmp_path, 'iter_2.pth'))['state_dict']
     assert all(torch.isfinite(v).all() for v in state.values())
-
-
-def test_failure_message(monkeypatch):
-    """The one line for a collective that failed because of a peer; other
-    errors are left to their traceback (``None``)."""
-    monkeypatch.setattr(dist, 'is_initialized', lambda: True)
-    monkeypatch.setattr(dist, 'get_world_size', lambda *a, **k: 4)
-    monkeypatch.setattr(dist, 'get_rank', lambda *a, **k: 2)
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    closed = RuntimeError('[/x/gloo/transport/tcp/pair.cc:553] Connection '
-                          'closed by peer [10.0.0.2]:41417. This is '
-                          'typically caused by a remote worker crashing.')
-    assert distributed_failure_message(closed, Config(), 'at iteration 7') \
-        == ('rank 2 of 4 stopped at iteration 7: another process exited or '
-            'stopped responding (a collective waits 1800 s for its peers, '
-            "env_cfg.dist_cfg.timeout); see the first failing rank's log. "
-            'RuntimeError: Connection closed by peer [10.0.0.2]:41417')
-    timed_out = RuntimeError('Timed out waiting 600000ms for recv operation '
-                             'to complete')
-    msg = distributed_failure_message(
-        timed_out, Config(dict(env_cfg=dict(dist_cfg=dict(timeout=600)))),
-        'while testing')
-    assert 'stopped while testing' in msg and 'waits 600 s' in msg
-    assert msg.endswith('RuntimeError: Timed out waiting 600000ms for recv '
-                        'operation to complete')
-    assert distributed_failure_message(
-        ValueError('bad value'), Config(), 'at iteration 1') is None

@@ -13,15 +13,15 @@ import sys
 
 import pytest
 import torch
-from dist_helpers import (GN_CONFIG, REPO_ROOT, RUN_TIMEOUT, load_checkpoint,
-                          needs_gloo, rank_records, tool_env)
+from dist_helpers import (GN_CONFIG, RUN_TIMEOUT, load_checkpoint, needs_gloo,
+                          rank_records)
 
 pytestmark = needs_gloo
 TOL = 1e-5
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(repo_root, tool_env, tmp_path_factory):
     work_dirs = {
         'batch2': str(tmp_path_factory.mktemp('batch2')),
         'accum2': str(tmp_path_factory.mktemp('accum2')),
@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
                 sys.executable, 'tools/train.py', GN_CONFIG, '--work-dir',
                 work_dirs[name]
             ] + (['--cfg-options'] + options[name] if options[name] else []),
-            cwd=REPO_ROOT,
+            cwd=repo_root,
             env=tool_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,6 @@ import os.path as osp
 import sys
 
 import pytest
-from dist_helpers import REPO_ROOT, run
 
 CONFIG = 'configs/x.py'
 
@@ -23,14 +22,14 @@ def recorder(tmp_path):
     return str(prog), lambda: record.read_text().splitlines()
 
 
-def test_dist_train_on_the_second_of_two_nodes(recorder):
+def test_dist_train_on_the_second_of_two_nodes(run_cmd, recorder):
     prog, recorded = recorder
-    run(['tools/dist_train.sh', CONFIG, '4', '--work-dir', 'w d', '--amp'],
-        PYTHON=prog,
-        NNODES=2,
-        NODE_RANK=1,
-        MASTER_ADDR='10.1.2.3',
-        PORT=29123).check()
+    run_cmd(['tools/dist_train.sh', CONFIG, '4', '--work-dir', 'w d', '--amp'],
+            PYTHON=prog,
+            NNODES=2,
+            NODE_RANK=1,
+            MASTER_ADDR='10.1.2.3',
+            PORT=29123).check()
     assert recorded() == [
         '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1',
         '--master_addr=10.1.2.3', '--nproc_per_node=4', '--master_port=29123',
@@ -39,11 +38,11 @@ def test_dist_train_on_the_second_of_two_nodes(recorder):
     ]
 
 
-def test_dist_test_defaults(recorder):
+def test_dist_test_defaults(run_cmd, recorder):
     prog, recorded = recorder
     # node 0 checks the port first (with the recorder: nothing to check)
-    run(['tools/dist_test.sh', CONFIG, 'ckpt.pth', '2', '--out', 'o'],
-        PYTHON=prog).check()
+    run_cmd(['tools/dist_test.sh', CONFIG, 'ckpt.pth', '2', '--out', 'o'],
+            PYTHON=prog).check()
     assert recorded() == [
         '-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
         '--master_addr=127.0.0.1', '--nproc_per_node=2', '--master_port=29500',
@@ -62,12 +61,13 @@ def fake_srun(tmp_path, recorder):
 
 
 @pytest.mark.parametrize('work_dir', [True, False])
-def test_slurm_train(fake_srun, work_dir):
+def test_slurm_train(run_cmd, fake_srun, work_dir):
     path, recorded = fake_srun
     args = ['tools/slurm_train.sh', 'gpu', 'job1', CONFIG]
     if work_dir:
         args.append('work_dirs/a')
-    run(args + ['--resume'],
+    run_cmd(
+        args + ['--resume'],
         PATH=path,
         GPUS=16,
         GPUS_PER_NODE=8,
@@ -83,12 +83,12 @@ def test_slurm_train(fake_srun, work_dir):
     ] + (['--work-dir=work_dirs/a'] if work_dir else []) + ['--resume']
 
 
-def test_slurm_test_on_cpu_nodes(fake_srun):
+def test_slurm_test_on_cpu_nodes(run_cmd, fake_srun):
     """``GRES=`` requests no GPUs (CPU partitions, gloo)."""
     path, recorded = fake_srun
-    run(['tools/slurm_test.sh', 'cpu', 'job2', CONFIG, 'ckpt.pth'],
-        PATH=path,
-        GRES='').check()
+    run_cmd(['tools/slurm_test.sh', 'cpu', 'job2', CONFIG, 'ckpt.pth'],
+            PATH=path,
+            GRES='').check()
     assert recorded() == [
         '-p', 'cpu', '--job-name=job2', '--ntasks=4', '--ntasks-per-node=4',
         '--cpus-per-task=5', '--kill-on-bad-exit=1', sys.executable, '-u',
@@ -100,13 +100,13 @@ def test_slurm_test_on_cpu_nodes(fake_srun):
                                           ('dist_test.sh', 3),
                                           ('slurm_train.sh', 3),
                                           ('slurm_test.sh', 4)])
-def test_missing_arguments(script, nargs):
-    result = run(['tools/' + script] + ['x'] * (nargs - 1))
+def test_missing_arguments(run_cmd, script, nargs):
+    result = run_cmd(['tools/' + script] + ['x'] * (nargs - 1))
     assert result.returncode == 2
     assert result.stderr.startswith('usage: tools/' + script)
 
 
-def test_scripts_are_executable():
+def test_scripts_are_executable(repo_root):
     for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh',
                    'slurm_test.sh'):
-        assert os.access(osp.join(REPO_ROOT, 'tools', script), os.X_OK)
+        assert os.access(osp.join(repo_root, 'tools', script), os.X_OK)

@@ -21,21 +21,20 @@ import time
 
 import pytest
 import torch
-from dist_helpers import (BCN_CONFIG, MAX_ITERS, REPO_ROOT, RUN_TIMEOUT,
-                          bcn_errors, load_checkpoint, needs_gloo,
-                          rank_records, run, tool_env)
+from dist_helpers import (BCN_CONFIG, MAX_ITERS, RUN_TIMEOUT, bcn_errors,
+                          load_checkpoint, needs_gloo, rank_records)
 
 pytestmark = needs_gloo
 
 
 @pytest.fixture(scope='module')
-def killed(tmp_path_factory):
+def killed(repo_root, tool_env, tmp_path_factory):
     """The work_dir of a run killed with SIGKILL right after it saved
     ``iter_4.pth``, and what ``last_checkpoint`` named at that point."""
     work_dir = str(tmp_path_factory.mktemp('killed'))
     proc = subprocess.Popen(
         [sys.executable, 'tools/train.py', BCN_CONFIG, '--work-dir', work_dir],
-        cwd=REPO_ROOT,
+        cwd=repo_root,
         env=tool_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
@@ -70,9 +69,9 @@ def test_the_kill_left_only_complete_checkpoints(killed):
 
 
 @pytest.fixture(scope='module')
-def resumed(killed):
+def resumed(killed, run_cmd):
     work_dir, last = killed
-    result = run(
+    result = run_cmd(
         ['tools/train.py', BCN_CONFIG, '--work-dir', work_dir,
          '--resume']).check()
     return work_dir, last, result

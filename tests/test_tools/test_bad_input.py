@@ -32,3 +32,10 @@ def test_unknown_launcher(tool, run_tool, assert_one_line_error):
     args = [tool, CONFIG] + (['ckpt.pth'] if tool == 'test.py' else [])
     proc = run_tool(*args, '--launcher', 'foo')
     assert_one_line_error(proc, "'foo'", 'pytorch', 'slurm')
+
+
+def test_amp_with_another_optimizer_wrapper(run_tool, assert_one_line_error):
+    proc = run_tool('train.py', CONFIG, '--amp', '--cfg-options',
+                    'optim_wrapper.type=ApexOptimWrapper')
+    assert_one_line_error(proc, '--amp', "'ApexOptimWrapper'",
+                          "'OptimWrapper'")

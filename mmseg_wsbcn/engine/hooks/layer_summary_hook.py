@@ -81,9 +81,10 @@ class LayerSummaryHook(Hook):
     """Before training (or testing), log which conv/norm layers the model
     uses, e.g. to confirm a config really built ``WSConv2d`` + ``BCN``.
 
-    Example::
+    Example (extending the runtime base's hooks, so that the NaN-loss stop
+    stays)::
 
-        custom_hooks = [dict(type='LayerSummaryHook')]
+        custom_hooks = _base_.custom_hooks + [dict(type='LayerSummaryHook')]
     """
 
     priority = 'VERY_LOW'

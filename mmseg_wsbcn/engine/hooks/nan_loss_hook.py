@@ -22,10 +22,6 @@ from mmengine.registry import HOOKS
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
-#: The config key that switches the hook on or off (see
-#: ``configs/_base_/default_runtime.py``).
-CFG_KEY = 'stop_on_nan'
-
 
 def _as_float(value) -> Optional[float]:
     """A loss entry as a float (the mean of a tensor); ``None`` for empty
@@ -76,29 +72,25 @@ class StopOnNonFiniteLossHook(Hook):
         non-finite loss at iteration 3/10: rank 0: loss=nan,
         decode.loss_ce=nan; training stopped before this step was saved;
         last checkpoint: work_dirs/x/iter_2.pth. Lower the learning rate or
-        check the data, then resume with --resume (set stop_on_nan=False
-        to train on anyway)
+        check the data, then resume with --resume (to train on anyway,
+        set enabled=False on StopOnNonFiniteLossHook in custom_hooks)
+
+    ``configs/_base_/default_runtime.py`` lists it first in ``custom_hooks``
+    (configs that add hooks extend that list), so ``--cfg-options
+    custom_hooks.0.enabled=False`` switches it off for one run.
 
     Args:
-        enabled (bool, optional): Whether to check. ``None`` (the default)
-            reads the top-level config key ``stop_on_nan`` (``True`` when
-            the config does not set it), so ``--cfg-options
-            stop_on_nan=False`` switches the check off.
+        enabled (bool): Whether to check. Defaults to True.
     """
 
     # before LoggerHook (BELOW_NORMAL) and CheckpointHook (VERY_LOW)
     priority = 'ABOVE_NORMAL'
 
-    def __init__(self, enabled: Optional[bool] = None) -> None:
-        if enabled is not None and not isinstance(enabled, bool):
-            raise TypeError('StopOnNonFiniteLossHook: enabled must be a bool '
-                            f'or None, got {enabled!r}')
+    def __init__(self, enabled: bool = True) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError('StopOnNonFiniteLossHook: enabled must be a bool, '
+                            f'got {enabled!r}')
         self.enabled = enabled
-
-    def before_run(self, runner) -> None:
-        if self.enabled is None:
-            cfg = getattr(runner, 'cfg', None) or {}
-            self.enabled = bool(cfg.get(CFG_KEY, True))
 
     def after_train_iter(self,
                          runner,
@@ -133,4 +125,5 @@ class StopOnNonFiniteLossHook(Hook):
                 f'{runner.max_iters}: {values}; training stopped before this '
                 f'step was saved; last checkpoint: {last or "none yet"}. '
                 'Lower the learning rate or check the data, then resume '
-                f'with --resume (set {CFG_KEY}=False to train on anyway)')
+                'with --resume (to train on anyway, set enabled=False on '
+                'StopOnNonFiniteLossHook in custom_hooks)')

@@ -45,16 +45,16 @@ ranks all-reduce per-channel sums and element counts (not means), so
 unequal per-rank batch sizes still give the exact global statistics. See
 :func:`batch_channel_norm`.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.dist import all_reduce, get_world_size
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .dist_utils import (all_reduce_sum, differentiable_all_reduce,
-                         get_world_size)
+from ...utils.dist import differentiable_all_reduce
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _DIMS = (0, 2, 3)  # the batch step reduces over (N, H, W)
@@ -78,14 +78,14 @@ def _check_one_value(input: Tensor, count: Tensor) -> None:
 
 
 def _estimate_update(x: Tensor, running_mean: Tensor, running_var: Tensor,
-                     momentum: float, sync: bool) -> tuple[Tensor, Tensor]:
-    """Update the estimated statistics (``estimate=True`` training).
+                     momentum: float, sync: bool) -> Tuple[Tensor, Tensor]:
+    """Update the estimated statistics (``estimate=True`` training) in
+    place, by the update of the module docstring, over the global batch
+    when ``sync``.
 
-    Per channel, ``m = mean(x)`` and ``s = mean((x - mu_old) ** 2)`` over
-    ``(N, H, W)`` (of the global batch when ``sync``) are folded into the
-    buffers in place. ``s`` is computed as written, a mean of squares about
-    ``mu_old``, so it has no cancellation. Distributed, the ranks
-    all-reduce ``[sum x, sum (x - mu_old) ** 2, count]`` in one call.
+    The second moment is summed as a mean of squares about the old
+    estimate, so it has no cancellation. Distributed, the ranks all-reduce
+    the two per-channel sums and the element count in one call.
 
     Args:
         x (Tensor): Input of shape ``(N, C, H, W)``.
@@ -108,10 +108,10 @@ def _estimate_update(x: Tensor, running_mean: Tensor, running_var: Tensor,
         # x - mu_old is promoted to float32 for half-precision x
         sq_total = (x - _per_channel(mu_old)).square_().sum(_DIMS)
         if sync:
-            sums = all_reduce_sum(
-                torch.cat(
-                    [total, sq_total,
-                     total.new_full((1, ), float(count))]))
+            sums = torch.cat(
+                [total, sq_total,
+                 total.new_full((1, ), float(count))])
+            all_reduce(sums, op='sum')  # in place; no-op for one process
             total, sq_total = sums[:channels], sums[channels:2 * channels]
             count = sums[-1]
             if x.numel() == 0 and int(count.item()) == 0:

@@ -93,13 +93,14 @@ def weight_standardize(weight: Tensor,
         W_hat = sqrt((n - 1) / n) * batch_norm(W, eps=eps')
 
     ``std`` keeps ``eps`` outside the square root, which ``batch_norm``
-    cannot express; it runs as one ``torch.var_mean`` (unbiased) and
-    ``(W - mu) * (1 / (std + eps))``. Its square root is taken of the variance clamped to
-    the smallest normal number of the dtype, which changes no forward value
-    (``sqrt(tiny)`` is ~1e-19, far below ``eps``) but gives a constant filter
-    (zero variance) its true, finite gradient ``(g - mean(g)) / eps`` instead
-    of ``0 * inf = NaN``. In ``var`` mode that gradient is
-    ``(g - mean(g)) / sqrt(eps)``.
+    cannot express; it runs in two passes, the mean and then the unbiased
+    variance of the centred weight, and multiplies the centred weight by
+    the per-channel reciprocal ``1 / (std + eps)``. Its square root is
+    taken of the variance clamped to the smallest normal number of the
+    dtype, which changes no forward value (``sqrt(tiny)`` is ~1e-19, far
+    below ``eps``) but gives a constant filter (zero variance) its true,
+    finite gradient ``(g - mean(g)) / eps`` instead of ``0 * inf = NaN``.
+    In ``var`` mode that gradient is ``(g - mean(g)) / sqrt(eps)``.
 
     The statistics are always computed in float32 (float64 for a float64
     weight) with autocast disabled, so mixed precision training sees the

@@ -24,9 +24,11 @@ changes anyway, since BCN adds a channel step and WS re-parameterizes the
 convs: a converted model is a starting point for fine-tuning, not an
 equivalent network.
 
-Which convs. WS belongs on convs that are followed by a norm layer; the
-final classifier conv stays plain (SPEC of the method, section 1). Which
-conv feeds a norm cannot be told in general from the module tree, so every
+Which convs. WS belongs on convs that are followed by a norm layer, so the
+final classifier conv stays plain (the README of the authors' code,
+``joe-siyuan-qiao/WeightStandardization``: "only replace convolutional
+layers that are followed by normalization layers"). Which conv feeds a
+norm cannot be told in general from the module tree, so every
 ``nn.Conv2d`` is converted except those whose qualified name matches an
 ``exclude`` pattern. mmseg's classifier convs, ``conv_seg`` in every decode
 head, are always excluded (:data:`DEFAULT_EXCLUDE`); exclude the others

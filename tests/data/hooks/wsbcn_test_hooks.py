@@ -2,7 +2,7 @@
 """Test-only hooks for the distributed tests (tests/test_distributed).
 
 Import name ``wsbcn_test_hooks``: the tests put this folder on
-``PYTHONPATH`` and the configs in ``tests/data/configs/dist`` list it in
+``PYTHONPATH`` and the configs in ``tests/data/configs/distributed`` list it in
 ``custom_imports``.
 """
 import os

@@ -41,12 +41,30 @@ def ref_channel_step(y, groups, a, b, eps=EPS):
     return (a.view(1, -1, 1) * z + b.view(1, -1, 1)).reshape(n, c, h, w)
 
 
+def per_channel(x):
+    """The values of each channel over (N, H, W), as a float64 (C, -1)."""
+    return x.detach().double().transpose(0, 1).reshape(x.size(1), -1)
+
+
 def batch_moments(x):
     """Mean, biased and unbiased variance per channel over (N, H, W)."""
-    xc = x.transpose(0, 1).reshape(x.size(1), -1).double()
+    xc = per_channel(x)
     mean = xc.mean(1)
     dev = ((xc - mean[:, None])**2).sum(1)
     return mean, dev / xc.size(1), dev / (xc.size(1) - 1)
+
+
+def second_moment(x, about):
+    """Per channel, the mean of ``(x - about) ** 2`` over (N, H, W)."""
+    return ((per_channel(x) - about.double()[:, None])**2).mean(1)
+
+
+def ref_estimates(x, mu_hat, var_hat, r):
+    """One training update of the estimated statistics at rate ``r``: the
+    batch mean and the second moment about the OLD ``mu_hat``."""
+    m = per_channel(x).mean(1)
+    s = second_moment(x, mu_hat)
+    return (1 - r) * mu_hat + r * m, (1 - r) * var_hat + r * s
 
 
 def randomize(layer, seed=0):
@@ -177,11 +195,7 @@ def test_estimated_statistics_recurrence():
         x = (torch.randn(2, 8, 3, 3) * (step + 1) + step).requires_grad_()
         out = layer(x)
 
-        xc = x.detach().double().transpose(0, 1).reshape(8, -1)
-        m = xc.mean(1)
-        s = ((xc - mu_hat[:, None])**2).mean(1)  # about the OLD estimate
-        mu_hat = (1 - r) * mu_hat + r * m
-        var_hat = (1 - r) * var_hat + r * s
+        mu_hat, var_hat = ref_estimates(x, mu_hat, var_hat, r)
         torch.testing.assert_close(layer.pbn.running_mean.double(), mu_hat)
         torch.testing.assert_close(layer.pbn.running_var.double(), var_hat)
 
@@ -243,6 +257,34 @@ def test_estimate_batch_one_and_1x1(channels, groups):
 
 
 @pytest.mark.parametrize('estimate', [False, True])
+def test_cumulative_moving_average(estimate):
+    """``pbn.momentum = None`` (BatchNorm's cumulative moving average): step
+    ``k`` folds its statistics in at rate ``1 / k``, so after ``k`` steps
+    the buffers hold the plain average of the ``k`` steps' statistics (the
+    initial values weigh nothing)."""
+    torch.manual_seed(9)
+    layer = randomize(BCN(6, num_groups=3, estimate=estimate))
+    layer.pbn.momentum = None
+    assert layer.momentum is None
+    means, variances = [], []
+    mu_hat = torch.zeros(6, dtype=torch.float64)
+    for step in range(1, 5):
+        x = torch.randn(3, 6, 4, 2) * step + 2 * step
+        layer(x)
+        mean, _, unbiased = batch_moments(x)
+        # estimate=True: the second moment about the previous estimate
+        variances.append(second_moment(x, mu_hat) if estimate else unbiased)
+        means.append(mean)
+        mu_hat = torch.stack(means).mean(0)
+        var_hat = torch.stack(variances).mean(0)
+        torch.testing.assert_close(
+            layer.pbn.running_mean.double(), mu_hat, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            layer.pbn.running_var.double(), var_hat, rtol=1e-5, atol=1e-6)
+        assert layer.pbn.num_batches_tracked.item() == step
+
+
+@pytest.mark.parametrize('estimate', [False, True])
 def test_called_twice_before_backward(estimate):
     """A layer used twice in one graph (the update must not break it)."""
     layer = randomize(BCN(4, num_groups=2, estimate=estimate))
@@ -265,6 +307,24 @@ def test_init_weights_restores_only_a_zeroed_layer():
     assert torch.equal(layer.pbn.weight, torch.ones(4))
     assert not layer.weight.any() and not layer.bias.any()
     assert not layer.pbn.bias.any()
+
+
+@pytest.mark.parametrize('zeroed', ['weight', 'pbn.weight'])
+def test_init_weights_leaves_a_partly_zeroed_layer_alone(zeroed):
+    """Only one of the two weights all zero: nothing changes.
+
+    The real case: the group affine weight zero and ``pbn.weight`` 1, as
+    ``zero_init_residual`` and one ``init_weights`` leave it, met by a
+    second ``init_weights``. ``pbn.weight`` is random here, so that a reset
+    to 1 would show.
+    """
+    layer = randomize(BCN(4, num_groups=2))
+    with torch.no_grad():
+        layer.get_parameter(zeroed).zero_()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    layer.init_weights()
+    for k, v in layer.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
 
 # ----------------------------------------------------------- gradients
@@ -306,16 +366,47 @@ def test_gradcheck(estimate, training):
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('estimate', [False, True])
 def test_half_precision_input(dtype, estimate):
+    """A half-precision input far from 0 (mean 100, std 4), against the
+    float64 reference on the same rounded input.
+
+    The statistics are accumulated and kept in float32, so the buffers
+    match to float32 rounding. The output is rounded to ``dtype``, and so
+    is the batch step's output before the channel step standardizes it,
+    so the output matches to a few units of ``dtype``'s precision.
+    """
     torch.manual_seed(4)
-    x = torch.randn(2, 8, 4, 4) * 4 + 100
-    ref = randomize(BCN(8, num_groups=2, estimate=estimate))
-    low = randomize(BCN(8, num_groups=2, estimate=estimate))
-    expected = ref(x.to(dtype).float())
-    out = low(x.to(dtype))
+    x = (torch.randn(2, 8, 4, 4) * 4 + 100).to(dtype)
+    layer = randomize(BCN(8, num_groups=2, estimate=estimate))
+    r = layer.momentum
+    if estimate:
+        # estimates near the data's statistics, as in a trained layer;
+        # from (0, 1) the batch step would output values around 3 that
+        # differ by ~0.1, and the channel step would amplify their rounding
+        layer.pbn.running_mean.fill_(99.)
+        layer.pbn.running_var.fill_(15.)
+    mu0 = layer.pbn.running_mean.double()
+    var0 = layer.pbn.running_var.double()
+    g, be, a, b = params64(layer)
+    out = layer(x)
+
+    mean, var, unbiased = batch_moments(x)
+    if estimate:
+        running_mean, running_var = ref_estimates(x, mu0, var0, r)
+        m, v = running_mean, running_var
+    else:
+        running_mean = (1 - r) * mu0 + r * mean
+        running_var = (1 - r) * var0 + r * unbiased
+        m, v = mean, var
+    expected = ref_channel_step(
+        ref_batch_step(x.double(), m, v, g, be), 2, a, b)
     assert out.dtype == dtype
-    torch.testing.assert_close(out.float(), expected, atol=0.1, rtol=0.05)
+    # errors seen: up to 0.7 eps * (1 + |expected|)
+    tol = 4 * torch.finfo(dtype).eps
+    torch.testing.assert_close(out.double(), expected, atol=tol, rtol=tol)
     torch.testing.assert_close(
-        low.pbn.running_mean, ref.pbn.running_mean, atol=1e-3, rtol=1e-3)
+        layer.pbn.running_mean.double(), running_mean, rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        layer.pbn.running_var.double(), running_var, rtol=1e-5, atol=0)
 
 
 # ----------------------------------------------------------- builders

@@ -5,6 +5,7 @@ The expected values are re-derived here in float64 from the formulas of
 Qiao et al. (arXiv:1903.10520), never by calling the code under test.
 """
 import math
+import re
 
 import pytest
 import torch
@@ -47,26 +48,25 @@ def ref_conv(x, conv, weight):
 
 
 # --------------------------------------------------------------- errors
+BAD_ARGS = [
+    pytest.param(dict(mode=mode), "('std', 'var')", id=f'mode={mode!r}')
+    for mode in ('foo', 'STD', None)
+] + [
+    pytest.param(dict(eps=eps), '> 0', id=f'eps={eps!r}')
+    for eps in (0, 0.0, -1e-5, float('nan'), float('inf'))
+]
 
 
-@pytest.mark.parametrize('mode', ['foo', 'STD', None])
-def test_bad_mode(mode):
-    w = torch.randn(4, 3, 3, 3)
-    with pytest.raises(ValueError, match=f'mode={mode!r}') as err:
-        weight_standardize(w, mode=mode)
-    assert "('std', 'var')" in str(err.value)
-    with pytest.raises(ValueError, match=f'mode={mode!r}'):
-        WSConv2d(3, 4, 3, mode=mode)
-
-
-@pytest.mark.parametrize('eps', [0, 0.0, -1e-5, float('nan'), float('inf')])
-def test_bad_eps(eps):
-    w = torch.randn(4, 3, 3, 3)
-    with pytest.raises(ValueError, match=f'eps={eps!r}') as err:
-        weight_standardize(w, eps=eps)
-    assert '> 0' in str(err.value)
-    with pytest.raises(ValueError, match=f'eps={eps!r}'):
-        WSConv2d(3, 4, 3, eps=eps)
+@pytest.mark.parametrize('kwargs, hint', BAD_ARGS)
+def test_bad_mode_or_eps(kwargs, hint):
+    """The function and the module both refuse it, naming the value."""
+    (name, value), = kwargs.items()
+    text = re.escape(f'{name}={value!r}')
+    with pytest.raises(ValueError, match=text) as err:
+        weight_standardize(torch.randn(4, 3, 3, 3), **kwargs)
+    assert hint in str(err.value)
+    with pytest.raises(ValueError, match=text):
+        WSConv2d(3, 4, 3, **kwargs)
 
 
 @pytest.mark.parametrize('shape', [(3, 8, 8), (2, 3, 8), (1, 2, 3, 8, 8)])
@@ -236,10 +236,13 @@ def test_gradcheck(mode):
     # the conv with a bias and a non-trivial geometry
     conv = WSConv2d(4, 2, 2, stride=2, padding=1, groups=2, mode=mode).double()
     x = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda inp, weight, bias: conv._conv_forward(
-            inp, weight_standardize(weight, conv.eps, conv.mode), bias),
-        (x, conv.weight, conv.bias))
+
+    def ws_conv(inp, weight, bias):
+        w_hat = weight_standardize(weight, conv.eps, conv.mode)
+        return F.conv2d(inp, w_hat, bias, conv.stride, conv.padding,
+                        conv.dilation, conv.groups)
+
+    assert torch.autograd.gradcheck(ws_conv, (x, conv.weight, conv.bias))
     assert torch.autograd.gradcheck(conv, (x, ))
 
 

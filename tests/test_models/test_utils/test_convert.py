@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks.conv_ws import ConvWS2d
-from mmengine.model.utils import _BatchNormXd
+from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.models.backbones import ResNetV1c
@@ -422,20 +422,36 @@ def test_conv_to_a_class_without_device_arguments():
     assert type(model[0]) is ConvWS2d and model[0].padding == (1, 1)
 
 
-def test_sync_batchnorm_and_batchnormxd_and_cumulative_momentum():
+def test_sync_batchnorm_batchnormxd_and_eps_momentum_from_the_config():
+    """The new layers take ``eps`` and ``momentum`` from ``norm``, not from
+    the old layer; the report notes each difference."""
     model = nn.Sequential(
-        nn.SyncBatchNorm(32), _BatchNormXd(64), nn.BatchNorm2d(32, 1e-3))
+        nn.SyncBatchNorm(32),
+        # mmengine's _BatchNormXd, what revert_sync_batchnorm leaves
+        revert_sync_batchnorm(nn.SyncBatchNorm(64)),
+        nn.BatchNorm2d(32, 1e-3, momentum=0.3))
     randomize_norms(model)
     stats = [m.running_var.clone() for m in model]
     model, report = convert(model, return_report=True)
     assert [type(m) for m in model] == [BCN, BCN, BCN]
     for m, s in zip(model, stats):
         assert torch.equal(m.pbn.running_var, s)
+        assert m.eps == 1e-5 and m.momentum == 0.1
     assert [(o, n)
             for _, o, n in report.converted] == [('SyncBatchNorm', 'BCN'),
                                                  ('_BatchNormXd', 'BCN'),
                                                  ('BatchNorm2d', 'BCN')]
-    assert report.notes == ['2 (BatchNorm2d -> BCN): eps 0.001 -> 1e-05']
+    assert report.notes == [
+        '2 (BatchNorm2d -> BCN): eps 0.001 -> 1e-05',
+        '2 (BatchNorm2d -> BCN): momentum 0.3 -> 0.1'
+    ]
+    # the rate the new layer updates its statistics at (from 0): 0.2
+    bn = nn.BatchNorm2d(8, momentum=0.3)
+    new = convert(bn, norm=dict(type='BCN', num_groups=4, momentum=0.2))
+    assert new.momentum == 0.2
+    x = torch.randn(2, 8, 3, 3, dtype=torch.float64)
+    new.double()(x)
+    torch.testing.assert_close(new.pbn.running_mean, 0.2 * x.mean((0, 2, 3)))
 
 
 def test_bn_without_affine_or_statistics():

@@ -12,7 +12,7 @@ model = dict(
     auxiliary_head=dict(norm_cfg=dict(_delete_=True, **norm_cfg)))
 train_cfg = dict(max_iters=5, val_interval=1000)
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+# the base's hooks without its FaultInjectionHook (no faults are injected here)
 custom_hooks = [
-    dict(type='StopOnNonFiniteLossHook'),
-    dict(type='RankStateRecorderHook'),
+    hook for hook in _base_.custom_hooks if hook.type != 'FaultInjectionHook'
 ]

@@ -1,39 +1,22 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""Small ``torch.distributed`` helpers for synchronized normalization.
+"""The one collective that :mod:`mmengine.dist` lacks: a differentiable
+all-reduce.
 
-The differentiable all-reduce follows detectron2's
-``layers/wrappers.py::differentiable_all_reduce``: the forward pass sums a
-tensor over all processes, and the backward pass sums the incoming
-gradients over all processes, because every rank's output depends on
-every rank's input.
-
-Every helper degrades gracefully: when ``torch.distributed`` is not
-available, not initialized, or has a single process, nothing is
-communicated and the input comes back unchanged.
+World size, rank and plain (no-gradient) all-reduces come from
+:mod:`mmengine.dist`. The differentiable sum follows detectron2's
+``layers/wrappers.py::differentiable_all_reduce`` (after fvcore): the
+forward pass sums a tensor over all processes, and the backward pass sums
+the incoming gradients over all processes, because every rank's output
+depends on every rank's input.
 """
 from typing import Optional
 
 import torch
 import torch.distributed as dist
+from mmengine.dist import get_world_size
 from torch import Tensor
 
 ProcessGroup = Optional['dist.ProcessGroup']
-
-
-def get_world_size(group: ProcessGroup = None) -> int:
-    """Number of processes in ``group``, or 1 without a process group.
-
-    Args:
-        group (ProcessGroup, optional): The process group. ``None`` means
-            the default (world) group.
-
-    Returns:
-        int: The group size; 1 when ``torch.distributed`` is unavailable
-        or not initialized.
-    """
-    if not dist.is_available() or not dist.is_initialized():
-        return 1
-    return dist.get_world_size(group)
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -74,29 +57,9 @@ def differentiable_all_reduce(input: Tensor,
 
     Returns:
         Tensor: The element-wise sum over ranks, same shape as ``input``.
-        Without a multi-process group, ``input`` itself.
+        Without a multi-process group (``torch.distributed`` unavailable,
+        not initialized, or one process), ``input`` itself.
     """
     if get_world_size(group) == 1:
         return input
     return _AllReduceSum.apply(input, group)
-
-
-@torch.no_grad()
-def all_reduce_sum(input: Tensor, group: ProcessGroup = None) -> Tensor:
-    """Sum ``input`` over all processes, without gradient.
-
-    Args:
-        input (Tensor): Tensor of any shape, same shape and dtype on every
-            rank. It is not modified.
-        group (ProcessGroup, optional): The process group. ``None`` means
-            the default (world) group.
-
-    Returns:
-        Tensor: The element-wise sum over ranks (a new tensor), or
-        ``input`` itself without a multi-process group.
-    """
-    if get_world_size(group) == 1:
-        return input
-    output = input.clone(memory_format=torch.contiguous_format)
-    dist.all_reduce(output, op=dist.ReduceOp.SUM, group=group)
-    return output

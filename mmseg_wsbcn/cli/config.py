@@ -7,7 +7,8 @@ from typing import Iterator, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 
-from .cli import ToolError
+from ..models.utils.ckpt_convert import conversion_command
+from .parser import ToolError
 
 #: Which dataloaders each tool mode builds.
 _LOADERS = {
@@ -78,10 +79,13 @@ def check_checkpoint_paths(cfg: Config, mode: str) -> None:
     for where, path in candidates:
         if path and isinstance(path, str) and '://' not in path \
                 and not osp.isfile(path):
+            command = conversion_command(path)
+            how = (f"convert the authors' ImageNet backbone first: "
+                   f'{command} (docs/pretrained.md)' if command else
+                   "download or convert it first (see the config's README)")
             raise ToolError(
-                f"checkpoint file '{path}' ({where}) does not exist. "
-                'Download or convert it first (see the config\'s README), or '
-                f'override it with --cfg-options {where}=...')
+                f"checkpoint file '{path}' ({where}) does not exist; {how}, "
+                f'or override it with --cfg-options {where}=...')
 
 
 def prepare_config(config: str,

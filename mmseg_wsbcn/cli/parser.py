@@ -1,14 +1,7 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""Command-line plumbing shared by ``tools/train.py`` and ``tools/test.py``."""
+"""The tools' argument parser and their one-line error type."""
 import argparse
-import warnings
 from typing import NoReturn
-
-# MMEngine 0.10.7 imports ``pkg_resources`` lazily when it resolves
-# ``mmseg::`` config paths; setuptools (pinned < 81 for the mmcv build) then
-# warns on every use, burying the tools' own messages. Harmless: hide it.
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 
 class ToolError(Exception):
@@ -27,4 +20,3 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f'{self.prog}: error: {message}\n')
-

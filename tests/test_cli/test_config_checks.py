@@ -3,8 +3,7 @@
 import pytest
 from mmengine.config import Config
 
-from mmseg_wsbcn.apis import (ToolError, check_checkpoint_paths,
-                              check_data_roots)
+from mmseg_wsbcn.cli import ToolError, check_checkpoint_paths, check_data_roots
 
 
 def test_data_root_inside_a_concat_dataset_is_checked(tmp_path):
@@ -55,3 +54,20 @@ def test_pretrained_in_a_list_of_auxiliary_heads_is_checked():
 def test_urls_are_left_to_mmengine():
     cfg = Config(dict(load_from='https://example.com/x.pth', model={}))
     check_checkpoint_paths(cfg, 'train')
+
+
+def test_missing_converted_backbone_names_the_conversion_command():
+    path = 'checkpoints/wsbcn/X-101-GN-WS_mmseg.pth'
+    cfg = Config(
+        dict(
+            model=dict(
+                backbone=dict(
+                    init_cfg=dict(type='Pretrained', checkpoint=path)))))
+    with pytest.raises(ToolError) as e:
+        check_checkpoint_paths(cfg, 'train')
+    assert str(e.value) == (
+        f"checkpoint file '{path}' (model.backbone.init_cfg.checkpoint) does "
+        "not exist; convert the authors' ImageNet backbone first: python "
+        'tools/model_converters/wsbcn2mmseg.py X-101-GN-WS.pth.tar '
+        f'{path} (docs/pretrained.md), or override it with --cfg-options '
+        'model.backbone.init_cfg.checkpoint=...')

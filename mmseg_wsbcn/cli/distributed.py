@@ -1,38 +1,30 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""Build MMEngine's ``Runner`` for the tools, including distributed runs on
-machines without CUDA.
+"""Process groups for the tools on machines without CUDA, and one-line
+messages for a peer that died or hangs.
 
 MMEngine 0.10.7 assumes CUDA when launched with ``--launcher``: its
-``init_dist`` calls ``torch.cuda.set_device`` and its DDP wrapper passes
-``device_ids=[LOCAL_RANK]``, both of which fail on a CPU build of PyTorch.
-When CUDA is not available, :func:`build_runner` therefore initializes the
+``init_dist`` calls ``torch.cuda.set_device``, which fails on a CPU build
+of PyTorch. Without CUDA, :func:`init_cpu_distributed` initializes the
 process group itself with the ``gloo`` backend from the launcher's
-environment variables (MMEngine then skips its own ``init_dist``), and asks
-for a DDP wrapper with ``device_ids=None``. With CUDA nothing changes.
+environment variables (MMEngine then skips its own ``init_dist``).
 
 Every collective waits at most ``env_cfg.dist_cfg.timeout`` seconds for its
 peers, so a rank that dies or hangs makes the others fail instead of
 blocking forever; :func:`distributed_failure_message` turns that failure
-into one line for the tools. :func:`build_runner` also makes sure
-:class:`~mmseg_wsbcn.engine.hooks.StopOnNonFiniteLossHook` is registered
-unless the config sets ``stop_on_nan=False``.
+into one line for the tools.
 """
 import datetime
 import os
 import re
 import subprocess
-import sys
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.dist import barrier, get_rank, get_world_size, is_distributed
 
-from ..engine import WSBCNRunner
-from .cli import ToolError
+from .parser import ToolError
 
 #: Seconds a collective may wait for a peer before failing (a dead rank
 #: must not hang the others forever). Override with
@@ -119,39 +111,6 @@ def init_cpu_distributed(launcher: str, timeout: float) -> None:
             f"{info['world_size']}): {msg}") from e
 
 
-def _replace_syncbn(cfg: Any) -> int:
-    """Turn every ``norm_cfg=dict(type='SyncBN')`` into ``'BN'`` in place;
-    return how many were changed. (``SyncBatchNorm`` has no CPU kernel.)"""
-    count = 0
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-            count += 1
-        for value in cfg.values():
-            count += _replace_syncbn(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            count += _replace_syncbn(value)
-    return count
-
-
-def _add_nan_loss_hook(cfg: Config) -> None:
-    """Register ``StopOnNonFiniteLossHook`` unless ``stop_on_nan=False``.
-
-    ``configs/_base_/default_runtime.py`` lists it in ``custom_hooks``; a
-    config that sets its own ``custom_hooks`` replaces that list, so the
-    hook is added back here.
-    """
-    if not cfg.get('stop_on_nan', True):
-        return
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(
-            isinstance(h, dict) and h.get('type') == 'StopOnNonFiniteLossHook'
-            for h in hooks):
-        hooks.append(dict(type='StopOnNonFiniteLossHook'))
-        cfg.custom_hooks = hooks
-
-
 #: Lower-case fragments of the errors a collective raises when a peer
 #: process died (closed connection) or stopped responding (timeout).
 _PEER_FAILURE_SIGNS = ('connection closed by peer', 'connection reset',
@@ -159,7 +118,7 @@ _PEER_FAILURE_SIGNS = ('connection closed by peer', 'connection reset',
                        'connection refused')
 
 
-def _configured_timeout(cfg: Config) -> Optional[float]:
+def configured_timeout(cfg: Config) -> Optional[float]:
     """``env_cfg.dist_cfg.timeout`` (seconds), or ``None`` if unset."""
     return ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
 
@@ -182,8 +141,7 @@ def distributed_failure_message(exc: BaseException, cfg: Config,
         str, optional: The message, or ``None`` when ``exc`` is not a
         distributed failure (the caller re-raises it).
     """
-    if not (dist.is_available() and dist.is_initialized()) \
-            or dist.get_world_size() < 2:
+    if get_world_size() < 2:
         return None
     text = str(exc).strip()
     dist_error = getattr(dist, 'DistError', ())
@@ -193,53 +151,17 @@ def distributed_failure_message(exc: BaseException, cfg: Config,
     first = text.splitlines()[0] if text else type(exc).__name__
     first = re.sub(r'^\[[^\]]*\]\s*', '', first)  # gloo's [file.cc:line]
     first = first.split('. ')[0].rstrip('.')
-    timeout = _configured_timeout(cfg)
+    timeout = configured_timeout(cfg)
     if timeout is None:  # the tools' default without CUDA, else torch's
         timeout = 'the default' if torch.cuda.is_available() else \
             f'{DEFAULT_DIST_TIMEOUT} s'
     else:
         timeout = f'{timeout} s'
-    return (f'rank {dist.get_rank()} of {dist.get_world_size()} stopped '
+    return (f'rank {get_rank()} of {get_world_size()} stopped '
             f'{stage}: another process exited or stopped responding (a '
             f'collective waits {timeout} for its peers, '
             f'env_cfg.dist_cfg.timeout); see the first failing rank\'s log. '
             f'{type(exc).__name__}: {first}')
-
-
-def build_runner(cfg: Config) -> Runner:
-    """Build the runner for ``cfg`` the way mmseg's tools do
-    (``RUNNERS.build`` when the config sets ``runner_type``, else
-    :class:`~mmseg_wsbcn.engine.WSBCNRunner`), after setting up a CPU
-    process group when needed.
-
-    Args:
-        cfg (Config): A config prepared by :func:`prepare_config`.
-
-    Returns:
-        Runner: The runner, not yet started.
-    """
-    _add_nan_loss_hook(cfg)
-    launcher = cfg.get('launcher', 'none')
-    if launcher != 'none' and not torch.cuda.is_available():
-        timeout = _configured_timeout(cfg)
-        if timeout is None:
-            timeout = DEFAULT_DIST_TIMEOUT
-        if not (dist.is_available() and dist.is_initialized()):
-            init_cpu_distributed(launcher, timeout)
-        wrapper = cfg.get('model_wrapper_cfg') or dict(
-            type='MMDistributedDataParallel',
-            broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
-        wrapper['device_ids'] = None
-        cfg.model_wrapper_cfg = wrapper
-        if _replace_syncbn(cfg.model):
-            print_log(
-                'No CUDA: SyncBN layers are built as per-process BN '
-                '(SyncBatchNorm has no CPU kernel).',
-                logger='current')
-    if 'runner_type' not in cfg:
-        return WSBCNRunner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
 
 
 def finish_distributed(wait: bool = True) -> None:
@@ -250,44 +172,9 @@ def finish_distributed(wait: bool = True) -> None:
             on an error: a peer that died would make the barrier block
             until the timeout.
     """
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         try:
             if wait:
-                dist.barrier()
+                barrier()
         finally:
             dist.destroy_process_group()
-
-
-def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
-                   where: Callable[[], str]) -> Any:
-    """Run ``stage`` (``runner.train``/``runner.test``), then tear down the
-    process group; report the expected failures in one line.
-
-    A non-finite loss (``FloatingPointError`` from
-    :class:`~mmseg_wsbcn.engine.hooks.StopOnNonFiniteLossHook`) and a peer
-    that died or hangs (:func:`distributed_failure_message`) exit with
-    ``<prog>: error: <message>``; anything else is re-raised.
-
-    Args:
-        prog (str): The tool's name for the message, e.g. ``'train.py'``.
-        stage (callable): What to run.
-        cfg (Config): The run's config.
-        where (callable): Returns where the run stopped, e.g.
-            ``'at iteration 3'`` (called only on failure).
-
-    Returns:
-        Whatever ``stage`` returns.
-    """
-    try:
-        result = stage()
-    except FloatingPointError as e:  # the NaN hook stops every rank
-        finish_distributed(wait=False)
-        sys.exit(f'{prog}: error: {e}')
-    except BaseException as e:
-        msg = distributed_failure_message(e, cfg, where())
-        finish_distributed(wait=False)
-        if msg is None:
-            raise
-        sys.exit(f'{prog}: error: {msg}')
-    finish_distributed()
-    return result
