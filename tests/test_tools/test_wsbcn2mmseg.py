@@ -1,0 +1,125 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+"""``tools/model_converters/wsbcn2mmseg.py``: a synthetic file in the
+authors' released form converts in one command, and what it writes loads
+through ``init_cfg=dict(type='Pretrained')`` (torch's ``weights_only=True``
+path); bad input ends in one line and writes nothing."""
+import json
+import os.path as osp
+from collections import OrderedDict
+
+import pytest
+import torch
+from mmseg.registry import MODELS
+
+import mmseg_wsbcn  # noqa: F401  (registers WSConv2d and BCN)
+
+TOOL = 'model_converters/wsbcn2mmseg.py'
+
+
+def write_official(repo_root, path, fixture, seed=0, edit=None):
+    """A state dict with the released file's keys (``module.`` prefix)."""
+    with open(osp.join(repo_root, 'tests/data/official_keys', fixture)) as f:
+        shapes = json.load(f)
+    gen = torch.Generator().manual_seed(seed)
+    state = OrderedDict()
+    for key, shape in shapes.items():
+        state['module.' + key] = torch.tensor(7) if not shape else \
+            torch.rand(shape, generator=gen) + 0.5
+    if edit:
+        edit(state)
+    torch.save(state, path)
+    return state
+
+
+@pytest.fixture(scope='module')
+def bcn_x50(repo_root, tmp_path_factory, run_tool):
+    folder = tmp_path_factory.mktemp('convert')
+    src = str(folder / 'rx50_bcn_ws.pth')
+    state = write_official(repo_root, src, 'bcn_ws_resnext50_32x4d.json')
+    dst = str(folder / 'out' / 'rx50_bcn_ws_mmseg.pth')
+    proc = run_tool(TOOL, src, dst)
+    return proc, state, dst
+
+
+def test_prints_what_it_detected_and_the_config(bcn_x50):
+    proc, _, dst = bcn_x50
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Detected BCN+WS ResNeXt-50 32x4d (the authors' rx50_bcn_ws.pth)" \
+        ': 424 backbone tensors, fc dropped.' in out
+    assert "type='ResNeXt'," in out and 'groups=32,' in out
+    assert "conv_cfg=dict(type='WSConv2d', mode='var')," in out
+    assert "norm_cfg=dict(type='BCN', num_groups=32, requires_grad=True)," \
+        in out
+    assert f"init_cfg=dict(type='Pretrained', checkpoint='{dst}')," in out
+    assert not osp.exists(dst + '.tmp')
+
+
+def test_output_loads_as_a_pretrained_backbone(bcn_x50):
+    """The config the tool printed (from the checkpoint's meta), built by
+    mmseg's registry, initialized from the file the way configs do."""
+    _, state, dst = bcn_x50
+    meta = torch.load(dst, weights_only=True)['meta']['wsbcn_converter']
+    assert meta['source'] == 'rx50_bcn_ws.pth'
+    assert meta['layout'] == 'BCN+WS ResNeXt-50 32x4d'
+    assert meta['conv_cfg'] == dict(type='WSConv2d', mode='var')
+    backbone = MODELS.build(
+        dict(meta['backbone'], init_cfg=dict(type='Pretrained',
+                                             checkpoint=dst)))
+    backbone.init_weights()
+    loaded = backbone.state_dict()
+    torch.testing.assert_close(loaded['layer1.0.conv2.weight'],
+                               state['module.layer1.0.conv2.weight'])
+    torch.testing.assert_close(loaded['layer4.2.bn2.pbn.running_var'],
+                               state['module.layer4.2.bn2.pbn.running_var'])
+    torch.testing.assert_close(loaded['layer2.0.downsample.1.bias'],
+                               state['module.layer2.0.downsample.1.bias']
+                               .flatten())
+
+
+def _drop_two(state):
+    del state['module.layer1.0.conv1.weight']
+    del state['module.layer4.2.bn3.pbn.running_mean']
+
+
+def _torchvision(state):
+    """BatchNorm statistics in every norm, as a torchvision ResNet has."""
+    for key in [k for k in state if k.endswith('bn1.bias')]:
+        state[key.replace('bias', 'running_mean')] = torch.zeros(64)
+
+
+@pytest.mark.parametrize('fixture,edit,needles', [
+    ('bcn_ws_resnet50.json', _drop_two,
+     ['not the BCN+WS ResNet-50 layout', '2 missing: layer1.0.conv1.weight, '
+      'layer4.2.bn3.pbn.running_mean']),
+    ('gn_ws_resnet50.json', _torchvision,
+     ['unknown layout', 'BatchNorm ResNet']),
+])
+def test_bad_layouts(fixture, edit, needles, repo_root, tmp_path, run_tool,
+                     assert_one_line_error):
+    src = str(tmp_path / 'in.pth')
+    write_official(repo_root, src, fixture, edit=edit)
+    dst = str(tmp_path / 'out.pth')
+    proc = run_tool(TOOL, src, dst)
+    assert_one_line_error(proc, 'wsbcn2mmseg.py: error: ', src, *needles)
+    assert not osp.exists(dst) and not osp.exists(dst + '.tmp')
+
+
+def test_files_that_are_not_checkpoints(repo_root, tmp_path, run_tool,
+                                        assert_one_line_error):
+    dst = str(tmp_path / 'out.pth')
+    text = osp.join(repo_root, 'README.md')
+    assert_one_line_error(
+        run_tool(TOOL, text, dst), 'README.md: not a checkpoint that '
+        'torch.load(weights_only=True) can read')
+    src = str(tmp_path / 'full.pth')
+    torch.save({'module.conv1.weight': torch.zeros(64, 3, 7, 7)}, src)
+    truncated = str(tmp_path / 'truncated.pth')
+    with open(src, 'rb') as f, open(truncated, 'wb') as g:
+        g.write(f.read()[:2000])
+    assert_one_line_error(
+        run_tool(TOOL, truncated, dst), 'not a checkpoint', 'zip archive')
+    assert_one_line_error(
+        run_tool(TOOL, str(tmp_path / 'nothing.pth'), dst), 'no such file')
+    assert_one_line_error(run_tool(TOOL, src, src), 'the same file')
+    assert not osp.exists(dst)
