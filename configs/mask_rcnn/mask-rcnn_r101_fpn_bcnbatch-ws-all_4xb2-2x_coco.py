@@ -1,0 +1,5 @@
+# The R-101 version, from the authors' BCN+WS ImageNet ResNet-101.
+_base_ = './mask-rcnn_r50_fpn_bcnbatch-ws-all_4xb2-2x_coco.py'
+checkpoint_file = 'checkpoints/wsbcn/rn101_bcn_ws_mmseg.pth'
+model = dict(
+    backbone=dict(depth=101, init_cfg=dict(checkpoint=checkpoint_file)))
