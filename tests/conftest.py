@@ -1,5 +1,8 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+import importlib
+import os
 import os.path as osp
+import re
 import subprocess
 import sys
 from typing import Callable, Optional
@@ -55,3 +58,26 @@ def assert_one_line_error() -> Callable[..., None]:
             assert needle in lines[0], lines[0]
 
     return check
+
+
+@pytest.fixture(scope='session')
+def require_extra() -> Callable[[str, str], object]:
+    """``require_extra(extra, module)`` imports ``module`` of the optional
+    ``extra`` (``requirements/<extra>.txt``). It skips the test when the
+    module is not installed, unless ``EXTRAS`` names the extra (as
+    ``.ci/run`` does): then the test fails, so CI never skips it silently.
+    """
+
+    def require(extra: str, module: str):
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            wanted = re.split(r'[,\s]+', os.environ.get('EXTRAS', ''))
+            if extra in wanted:
+                pytest.fail(f'EXTRAS names {extra!r} but {module} is missing '
+                            f'({e}); run EXTRAS={extra} bash '
+                            'tools/setup_env.sh')
+            pytest.skip(f'needs the optional {extra!r} extra ({module}): '
+                        f'EXTRAS={extra} bash tools/setup_env.sh')
+
+    return require

@@ -10,8 +10,9 @@
 #   3. install the build tools mmcv needs (setuptools<81, wheel, ninja)
 #   4. build mmcv 2.1.0 from source WITH its compiled ops (6-12 minutes on 2 cores),
 #      or reuse a wheel built earlier, but only after checking it really holds the ops
-#   5. install mmengine, mmsegmentation, opencv, the test tools and this package (editable)
-#   6. prove it: import mmcv.ops, mmseg.models and mmseg_wsbcn
+#   5. install mmengine, mmsegmentation, opencv, the test tools, the optional extras named in
+#      EXTRAS and this package (editable)
+#   6. prove it: import mmcv.ops, mmseg.models and mmseg_wsbcn (and each extra's check-import)
 #
 # Environment variables:
 #   PYTHON            interpreter used to create the venv (default: python3.11, else python3)
@@ -19,6 +20,10 @@
 #   MMCV_WHEEL_DIR    where built mmcv wheels are kept for reuse
 #                     (default: ${XDG_CACHE_HOME:-~/.cache}/mmseg_wsbcn/wheels)
 #   MAX_JOBS          parallel compile jobs for mmcv (default: number of cores)
+#   EXTRAS            optional extras to install too, comma-separated, e.g. EXTRAS=cityscapes
+#                     (default: none); each is requirements/<extra>.txt, the same list as
+#                     setup.cfg's [options.extras_require]; its `# check-import: MODULE` lines
+#                     are imported in step 6
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,10 +34,32 @@ TORCH_VERSION="2.13.0"
 MMCV_WHEEL_DIR="${MMCV_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmseg_wsbcn/wheels}"
 STEP="start"
 T0=$SECONDS
+EXTRAS="${EXTRAS:-}"
 
 log() { printf '[setup %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
 fail() { printf '[setup] FAILED at step "%s": %s\n' "$STEP" "$*" >&2; exit 1; }
 trap 'rc=$?; [ $rc -ne 0 ] && printf "[setup] FAILED at step \"%s\" (exit code %d); see the output above.\n" "$STEP" "$rc" >&2' EXIT
+
+# ---------------------------------------------------------------- 0. extras
+# EXTRAS=a,b -> requirements/a.txt requirements/b.txt (checked before anything is installed)
+STEP="0/6 check EXTRAS"
+EXTRA_NAMES=()
+extra_file() {  # extra_file NAME -> requirements/NAME.txt, or nothing when NAME is not an extra
+    case "$1" in build|runtime|tests|constraints|"") return 1 ;; esac
+    [ -f "$ROOT/requirements/$1.txt" ] && printf '%s' "$ROOT/requirements/$1.txt"
+}
+add_extra() {  # add_extra NAME: remember NAME once
+    case " ${EXTRA_NAMES[*]-} " in *" $1 "*) return 0 ;; esac
+    EXTRA_NAMES+=("$1")
+}
+IFS=', ' read -r -a _extras <<< "$EXTRAS"
+for extra in ${_extras[@]+"${_extras[@]}"}; do
+    [ -n "$extra" ] || continue
+    extra_file "$extra" >/dev/null || fail "unknown extra '$extra' in EXTRAS=$EXTRAS; the extras are: $(cd "$ROOT/requirements" && ls *.txt | sed 's/\.txt$//' | grep -vxE 'build|runtime|tests|constraints' | paste -sd, -)"
+    add_extra "$extra"
+done
+REQUESTED_EXTRAS=(${EXTRA_NAMES[@]+"${EXTRA_NAMES[@]}"})
+[ ${#EXTRA_NAMES[@]} -eq 0 ] || log "extras: ${EXTRA_NAMES[*]}"
 
 # ---------------------------------------------------------------- 1. venv
 STEP="1/6 create the virtual environment"
@@ -120,17 +147,37 @@ else
 fi
 
 # ---------------------------------------------------------------- 5. the rest + this package
-STEP="5/6 install mmengine, mmsegmentation, opencv, pytest and mmseg_wsbcn (editable)"
+STEP="5/6 install mmengine, mmsegmentation, opencv, pytest${EXTRAS:+, extras ${EXTRA_NAMES[*]-}} and mmseg_wsbcn (editable)"
+# The stamp holds the fingerprint of every requirements file (extras included) and of the
+# package metadata (line 1), and the extras installed (line 2). Extras installed by an
+# earlier run stay installed and are updated with the rest when a requirements file changes.
 STAMP="$VENV/.mmseg_wsbcn-setup"
 FINGERPRINT="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.cfg" "$ROOT/pyproject.toml" 2>/dev/null | cksum)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$FINGERPRINT" ]; then
-    log "$STEP: already installed (requirements unchanged)"
+STAMP_FINGERPRINT="" STAMP_EXTRAS=""
+if [ -f "$STAMP" ]; then
+    STAMP_FINGERPRINT="$(sed -n 1p "$STAMP")"
+    STAMP_EXTRAS="$(sed -n 2p "$STAMP")"
+fi
+UP_TO_DATE=0
+if [ "$STAMP_FINGERPRINT" = "$FINGERPRINT" ]; then
+    UP_TO_DATE=1
+    for extra in ${REQUESTED_EXTRAS[@]+"${REQUESTED_EXTRAS[@]}"}; do
+        case ",$STAMP_EXTRAS," in *",$extra,"*) ;; *) UP_TO_DATE=0 ;; esac
+    done
+fi
+for extra in ${STAMP_EXTRAS//,/ }; do  # keep (and update) what an earlier run installed
+    extra_file "$extra" >/dev/null && add_extra "$extra"
+done
+if [ "$UP_TO_DATE" = 1 ]; then
+    log "$STEP: already installed (requirements unchanged${STAMP_EXTRAS:+; extras $STAMP_EXTRAS})"
 else
     log "$STEP"
-    "${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" -c "$CONSTRAINTS" \
-        || fail "pip install of the runtime requirements failed"
+    EXTRA_REQS=()
+    for extra in ${EXTRA_NAMES[@]+"${EXTRA_NAMES[@]}"}; do EXTRA_REQS+=(-r "$(extra_file "$extra")"); done
+    "${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" ${EXTRA_REQS[@]+"${EXTRA_REQS[@]}"} -c "$CONSTRAINTS" \
+        || fail "pip install of the runtime requirements${EXTRA_NAMES[*]:+ and the extras (${EXTRA_NAMES[*]})} failed"
     "${PIP[@]}" install --no-build-isolation --no-deps -e "$ROOT" || fail "editable install of mmseg_wsbcn failed"
-    printf '%s' "$FINGERPRINT" > "$STAMP"
+    printf '%s\n%s\n' "$FINGERPRINT" "$(printf '%s\n' ${EXTRA_NAMES[@]+"${EXTRA_NAMES[@]}"} | sort | paste -sd, -)" > "$STAMP"
 fi
 
 # ---------------------------------------------------------------- 6. prove it
@@ -143,4 +190,11 @@ print(f'[setup] torch {torch.__version__} | mmcv {mmcv.__version__} (ops ok) | '
       f'mmengine {mmengine.__version__} | mmseg {mmseg.__version__} | '
       f'mmseg_wsbcn {mmseg_wsbcn.__version__}')
 EOF
+for extra in ${EXTRA_NAMES[@]+"${EXTRA_NAMES[@]}"}; do
+    for module in $(sed -n 's/^# check-import:[[:space:]]*//p' "$(extra_file "$extra")"); do
+        "$PYBIN" -c "import $module" \
+            || fail "extra '$extra': 'import $module' failed (see the error above)"
+    done
+    log "extra '$extra' ok"
+done
 log "done. Activate with: source ${VENV#$ROOT/}/bin/activate"

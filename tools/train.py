@@ -13,18 +13,12 @@ Without CUDA the processes use the ``gloo`` backend on CPU.
 import argparse
 import os
 import sys
-import warnings
 
 from mmengine.config import DictAction
 
 from mmseg_wsbcn.cli import (OneLineErrorParser, ToolError, build_runner,
                              check_paths, prepare_config, run_and_finish)
-
-# MMEngine 0.10.7 imports ``pkg_resources`` lazily when it resolves
-# ``mmseg::`` config paths; setuptools (pinned < 81 for the mmcv build) then
-# warns on every use, burying the tool's own messages. Harmless: hide it.
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated', category=UserWarning)
+from mmseg_wsbcn.cli.quiet import hide_known_warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +78,7 @@ def enable_amp(cfg) -> None:
 
 
 def main(argv=None):
+    hide_known_warnings()
     args = parse_args(argv)
     try:
         cfg = prepare_config(

@@ -128,3 +128,33 @@ def check_paths(cfg: Config, mode: str) -> None:
     """Check the data folders and checkpoint files ``mode`` will read."""
     check_data_roots(cfg, mode)
     check_checkpoint_paths(cfg, mode)
+
+
+def check_slide_inference(cfg: Config) -> None:
+    """Raise :class:`ToolError` if ``model.test_cfg`` slides windows with a
+    stride larger than the window.
+
+    mmseg's ``slide_inference`` then leaves rows or columns uncovered at
+    some image sizes and stops with a bare ``AssertionError`` (``count_mat ==
+    0``), e.g. ``crop_size=(512, 1024), stride=(768, 768)`` on a 1024-high
+    Cityscapes image scaled by ``--tta``'s 1.25 (1280 rows: windows at 0 and
+    768 leave 512-767 out).
+    """
+    test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
+    if test_cfg.get('mode') != 'slide':
+        return
+    crop, stride = test_cfg.get('crop_size'), test_cfg.get('stride')
+    if not crop or not stride:
+        raise ToolError(
+            "model.test_cfg mode='slide' needs crop_size and stride, e.g. "
+            'crop_size=(769, 769), stride=(513, 513)')
+    for i, side in enumerate(('height', 'width')):
+        if stride[i] > crop[i]:
+            fixed = tuple(min(s, c) for s, c in zip(stride, crop))
+            raise ToolError(
+                f'model.test_cfg: stride {tuple(stride)} is larger than '
+                f'crop_size {tuple(crop)} in {side}, so the sliding windows '
+                'leave gaps (mmseg stops with an AssertionError on '
+                'count_mat at some image sizes, e.g. the --tta scales); use '
+                f'a stride no larger than the crop, e.g. --cfg-options '
+                f'model.test_cfg.stride="{fixed}"')

@@ -16,7 +16,7 @@ once, in plain words:
 With CUDA, or in one process, the config is used as it is.
 """
 import sys
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -25,10 +25,14 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..datasets import DataSampleError
 from ..engine import WSBCNRunner
+from ..engine.runner import (CheckpointLoadError, CheckpointSaveError,
+                             ResumeError)
 from .distributed import (DEFAULT_DIST_TIMEOUT, configured_timeout,
                           distributed_failure_message, finish_distributed,
                           init_cpu_distributed)
+from .parser import ToolError
 
 
 def _replace_syncbn(cfg: Any) -> int:
@@ -101,9 +105,61 @@ def build_runner(cfg: Config) -> Runner:
             'No CUDA on this machine, so the distributed run is adapted: ' +
             '; '.join(changes) + '.',
             logger='current')
-    if 'runner_type' not in cfg:
-        return WSBCNRunner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+    try:
+        if 'runner_type' not in cfg:
+            return WSBCNRunner.from_cfg(cfg)
+        return RUNNERS.build(cfg)
+    except ValueError as e:
+        message = model_config_error(e, cfg)
+        if message is None:
+            raise
+        raise ToolError(message) from e
+
+
+def _num_groups_keys(node: Any, where: str) -> List[str]:
+    """``key=value`` for every ``num_groups`` set in a config subtree."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f'{where}.{key}'
+            if key == 'num_groups':
+                found.append(f'{path}={value}')
+            else:
+                found += _num_groups_keys(value, path)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found += _num_groups_keys(value, f'{where}.{i}')
+    return found
+
+
+def model_config_error(exc: ValueError, cfg: Config) -> Optional[str]:
+    """One line for a model that cannot be built because a norm layer's
+    ``num_groups`` does not divide its channels (``BCN`` and
+    ``nn.GroupNorm`` raise ``ValueError``); ``None`` for other errors.
+
+    The line keeps the layer's own message and names the config keys that
+    set ``num_groups``, with their values.
+    """
+    text = str(exc).strip()
+    if 'num_groups' not in text and 'divisible by num_groups' not in text:
+        return None
+    first = text.splitlines()[0] if text else type(exc).__name__
+    keys = _num_groups_keys(cfg.get('model'), 'model')
+    where = f" (set by {', '.join(keys[:4])}" + (
+        ', ...)' if len(keys) > 4 else ')') if keys else ''
+    return (f'cannot build the model: {first}{where}; num_groups must '
+            'divide the channels of every normalized layer, e.g. 32 (or 16, '
+            '8) for ResNet backbones and DeepLabv3 heads')
+
+
+def _exception_line(exc: BaseException) -> str:
+    """The exception's own message, also when a DataLoader worker re-raised
+    it (PyTorch prefixes the worker's traceback)."""
+    text = str(exc).strip()
+    marker = f'{type(exc).__name__}: '
+    if 'Original Traceback' in text and marker in text:
+        return text.rsplit(marker, 1)[1].strip().splitlines()[0]
+    return text
 
 
 def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
@@ -112,8 +168,12 @@ def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
     process group; report the expected failures in one line.
 
     A non-finite loss (``FloatingPointError`` from
-    :class:`~mmseg_wsbcn.engine.hooks.StopOnNonFiniteLossHook`) and a peer
-    that died or hangs
+    :class:`~mmseg_wsbcn.engine.hooks.StopOnNonFiniteLossHook`), a
+    :class:`~mmseg_wsbcn.cli.parser.ToolError` raised while running (e.g. a
+    checkpoint that does not match the model,
+    :class:`~mmseg_wsbcn.cli.checkpoint.CheckpointMatchHook`), an unreadable
+    checkpoint (:class:`~mmseg_wsbcn.engine.runner.CheckpointLoadError`) and
+    a peer that died or hangs
     (:func:`~mmseg_wsbcn.cli.distributed.distributed_failure_message`) exit
     with ``<prog>: error: <message>``; anything else is re-raised.
 
@@ -129,9 +189,12 @@ def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
     """
     try:
         result = stage()
-    except FloatingPointError as e:  # the NaN hook stops every rank
+    except (FloatingPointError, ToolError, CheckpointLoadError,
+            CheckpointSaveError, ResumeError, DataSampleError) as e:
+        # the NaN hook stops every rank; a bad checkpoint or sample fails on
+        # every rank that meets it
         finish_distributed(wait=False)
-        sys.exit(f'{prog}: error: {e}')
+        sys.exit(f'{prog}: error: {_exception_line(e)}')
     except BaseException as e:
         msg = distributed_failure_message(e, cfg, where())
         finish_distributed(wait=False)

@@ -14,7 +14,11 @@
    load keeps torch's safe default: pretrained backbones named in
    ``init_cfg=dict(type='Pretrained', ...)`` / ``model.pretrained`` are plain
    weight files and stay on the ``weights_only=True`` path.
-2. **No half-written checkpoint.** A checkpoint is written to
+2. **An unreadable checkpoint is one line.** A truncated or corrupted file
+   (``PytorchStreamReader failed reading zip archive ...``, ``Ran out of
+   input``) raises :class:`CheckpointLoadError` naming the file, which the
+   tools report in one line instead of a traceback.
+3. **No half-written checkpoint.** A checkpoint is written to
    ``<name>.tmp`` and renamed over ``<name>`` (atomic on POSIX), so a run
    killed while saving leaves the previous checkpoints intact and
    ``--resume`` never picks up a truncated file.
@@ -24,23 +28,65 @@
 (``configs/_base_/default_runtime.py``) so mmseg's own tools get it too.
 """
 import contextlib
+import logging
 import os
 import os.path as osp
 from typing import Iterator, Optional
 
 import torch
 from mmengine.dist import master_only
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
+from torch.utils.data import DataLoader
+
+from ..datasets import guard_dataset
+from .checkpoint_files import (LAST_CHECKPOINT, atomic_last_checkpoint,
+                               read_last_checkpoint, resume_candidates)
 
 
-def _load_trusted_local(filename: str, map_location=None) -> dict:
-    """``torch.load`` a local file with ``weights_only=False``."""
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint named for this run cannot be read (truncated, corrupted,
+    not a PyTorch file); the message is one line naming the file."""
+
+
+def _reason(exc) -> str:
+    """Why a resume candidate was passed over, in a few words."""
+    if isinstance(exc, str):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return 'no such file'
+    return str(exc).split(' (', 1)[-1].split(');', 1)[0]
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ''
+    first = first.split('. ')[0].rstrip('.')
+    return f'{type(exc).__name__}: {first}' if first else type(exc).__name__
+
+
+# MMEngine names the scheme in its log line from ``__name__[10:]``, hence the
+# ``load_from_`` prefix ("Loads checkpoint by trusted_local backend").
+def load_from_trusted_local(filename: str, map_location=None) -> dict:
+    """``torch.load`` a local file with ``weights_only=False``.
+
+    Raises:
+        FileNotFoundError: There is no such file.
+        CheckpointLoadError: torch cannot read it.
+    """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    except Exception as e:  # RuntimeError, EOFError, UnpicklingError, ...
+        raise CheckpointLoadError(
+            f"cannot read checkpoint '{filename}' ({_first_sentence(e)}); "
+            'the file is truncated, corrupted or not a PyTorch checkpoint: '
+            'copy or save it again') from e
 
 
 @contextlib.contextmanager
@@ -49,7 +95,7 @@ def trusted_local_checkpoints() -> Iterator[None]:
     ``weights_only=False``; the previous loader is restored on exit."""
     schemes = CheckpointLoader._schemes
     previous = schemes.get('')
-    CheckpointLoader.register_scheme('', _load_trusted_local, force=True)
+    CheckpointLoader.register_scheme('', load_from_trusted_local, force=True)
     try:
         yield
     finally:
@@ -57,14 +103,87 @@ def trusted_local_checkpoints() -> Iterator[None]:
             CheckpointLoader.register_scheme('', previous, force=True)
 
 
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (e.g. the disk is full); the
+    previous checkpoints are intact. The message is one line."""
+
+
+class ResumeError(RuntimeError):
+    """``--resume`` found no intact checkpoint in the work dir."""
+
+
 @RUNNERS.register_module()
 class WSBCNRunner(Runner):
     """``Runner`` that can resume under torch >= 2.6 and saves checkpoints
-    atomically (see the module docstring)."""
+    atomically (see the module docstring).
+
+    It also:
+
+    - resumes from the newest *intact* checkpoint: when ``last_checkpoint``
+      is empty, names a missing file or a file that cannot be read,
+      ``--resume`` warns in one line and continues from the newest
+      ``iter_*.pth`` / ``epoch_*.pth`` that loads; only when none does, it
+      raises :class:`ResumeError`;
+    - writes ``last_checkpoint`` atomically
+      (:func:`~mmseg_wsbcn.engine.checkpoint_files.atomic_last_checkpoint`);
+    - turns a failed checkpoint write (a full disk) into
+      :class:`CheckpointSaveError`, leaving no temporary file;
+    - guards the pipeline of every segmentation dataset it builds
+      (:func:`~mmseg_wsbcn.datasets.guard_dataset`), so that a sample that
+      fails to load or whose label leaves the classes stops the run with the
+      sample and its files named.
+    """
 
     def load_or_resume(self) -> None:
         with trusted_local_checkpoints():
-            super().load_or_resume()
+            if self._has_loaded or not self._resume \
+                    or self._load_from is not None:
+                return super().load_or_resume()
+            self._resume_newest_intact()
+
+    def _resume_newest_intact(self) -> None:
+        """Auto-resume from the newest checkpoint that loads."""
+        candidates = resume_candidates(self.work_dir)
+        if not candidates:
+            self.logger.info('Did not find a checkpoint to resume from; '
+                             'training from the start.')
+            return
+        damaged = []
+        if read_last_checkpoint(self.work_dir) == '':
+            damaged.append((osp.join(self.work_dir, LAST_CHECKPOINT),
+                            'empty'))
+        for path in candidates:
+            try:
+                self.resume(path)
+            except (FileNotFoundError, CheckpointLoadError) as e:
+                damaged.append((path, e))
+                continue
+            if damaged:
+                print_log(
+                    f"--resume: '{damaged[0][0]}' "
+                    f'({_reason(damaged[0][1])}) cannot be used; resuming '
+                    f"from '{path}' instead",
+                    logger='current',
+                    level=logging.WARNING)
+            self.logger.info(f'Auto resumed from the checkpoint {path}.')
+            self._has_loaded = True
+            return
+        raise ResumeError(
+            f"--resume: no intact checkpoint in '{self.work_dir}': " +
+            '; '.join(f"'{p}' ({_reason(e)})" for p, e in damaged[:3]) +
+            ('; ...' if len(damaged) > 3 else '') +
+            '; start without --resume, or with --cfg-options load_from=PATH')
+
+    def train(self):
+        with atomic_last_checkpoint():
+            return super().train()
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        loader = Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+        if isinstance(loader, DataLoader):
+            guard_dataset(loader.dataset)
+        return loader
 
     @master_only  # as Runner.save_checkpoint: only rank 0 writes the file
     def save_checkpoint(self,
@@ -84,7 +203,17 @@ class WSBCNRunner(Runner):
                                            save_param_scheduler, meta,
                                            by_epoch, backend_args)
         tmp_name = f'{filename}.tmp'
-        super().save_checkpoint(out_dir, tmp_name, file_client_args,
-                                save_optimizer, save_param_scheduler, meta,
-                                by_epoch, backend_args)
-        os.replace(osp.join(out_dir, tmp_name), osp.join(out_dir, filename))
+        tmp_path = osp.join(out_dir, tmp_name)
+        try:
+            super().save_checkpoint(out_dir, tmp_name, file_client_args,
+                                    save_optimizer, save_param_scheduler,
+                                    meta, by_epoch, backend_args)
+            os.replace(tmp_path, osp.join(out_dir, filename))
+        except OSError as e:
+            if osp.exists(tmp_path):
+                os.remove(tmp_path)
+            raise CheckpointSaveError(
+                f"could not save checkpoint '{osp.join(out_dir, filename)}' "
+                f'({e.strerror or e}); the previous checkpoints in '
+                f"'{out_dir}' are intact: free space there (or set "
+                '--work-dir elsewhere) and resume with --resume') from e

@@ -14,19 +14,15 @@ import re
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
 
-mmdet = pytest.importorskip(
-    'mmdet', reason='the mmdet extra is not installed '
-    '(EXTRAS=mmdet bash tools/setup_env.sh)')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import DefaultScope  # noqa: E402
-
-from mmseg_wsbcn.cli import ToolError, check_paths  # noqa: E402
-from mmseg_wsbcn.models.layers import BCN, WSConv2d  # noqa: E402
-from mmseg_wsbcn.models.utils.ckpt_convert import (  # noqa: E402
-    OFFICIAL_FILES, convert_wsbcn_state_dict, converted_name)
+from mmseg_wsbcn.cli import ToolError, check_paths
+from mmseg_wsbcn.models.layers import BCN, WSConv2d
+from mmseg_wsbcn.models.utils.ckpt_convert import (OFFICIAL_FILES,
+                                                   convert_wsbcn_state_dict,
+                                                   converted_name)
 
 NAME_RE = re.compile(r'^(?P<algo>mask|faster)-rcnn_(?P<arch>r50|r101|'
                      r'x50-32x4d|x101-32x4d)_fpn_(?P<norm>gn-ws|bcn-ws|'
@@ -55,7 +51,8 @@ def parse(config):
 
 
 @pytest.fixture(scope='module')
-def load(repo_root):
+def load(repo_root, require_extra):
+    require_extra('mmdet', 'mmdet.models')  # the configs' bases are mmdet's
     cache = {}
 
     def read(config):
@@ -67,7 +64,9 @@ def load(repo_root):
 
 
 @pytest.fixture(autouse=True)
-def mmdet_scope():
+def mmdet_scope(require_extra):
+    """Every test needs the mmdet extra, and runs in mmdet's scope."""
+    require_extra('mmdet', 'mmdet.models')
     with DefaultScope.overwrite_default_scope('mmdet'):
         yield
 

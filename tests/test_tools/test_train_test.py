@@ -51,9 +51,10 @@ def test_test_tool_reproduces_the_final_validation_miou(run_tool, trained,
                     osp.join(trained, 'iter_10.pth'), '--work-dir',
                     str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = glob.glob(osp.join(str(tmp_path), '2*', '2*.json'))
-    with open(metrics[0]) as f:
-        test = json.load(f)
+    # the tool's documented metrics file, in the run's timestamp folder
+    [metrics] = glob.glob(osp.join(str(tmp_path), '2*', 'metrics.json'))
+    with open(metrics) as f:
+        test = json.load(f)['metrics']
     assert round(test['mIoU'], 2) == round(val['mIoU'], 2)
     assert 'mIoU' in proc.stdout + proc.stderr
 

@@ -1,0 +1,130 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+"""Check every image/label pair of a config's dataset before a long run.
+
+Example::
+
+    python tools/misc/check_dataset.py CONFIG --split train
+
+For each pair it checks that both files exist and decode, that their sizes
+match, and that the label values lie in ``[0, num_classes)`` or equal the
+ignore index (after ``reduce_zero_label``). It shows a progress bar, prints
+a per-class pixel count table and, when there are problems, lists every one
+(file, kind, values) and exits with status 1.
+"""
+import argparse
+import sys
+from typing import List, Tuple
+
+import numpy as np
+from mmengine.config import DictAction
+from mmengine.utils import ProgressBar
+from prettytable import PrettyTable
+
+from mmseg_wsbcn.cli import OneLineErrorParser, ToolError, prepare_config
+from mmseg_wsbcn.cli.quiet import hide_known_warnings
+from mmseg_wsbcn.datasets.sample_checks import SampleProblem, check_sample
+from mmseg_wsbcn.evaluation.errors import EvaluationInputError
+from mmseg_wsbcn.evaluation.ground_truth import (build_label_loader,
+                                                 build_seg_dataset, data_infos,
+                                                 load_label)
+
+PROG = 'check_dataset.py'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = OneLineErrorParser(
+        prog=PROG, description="Check a config's images and labels")
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--split',
+        choices=['train', 'val', 'test'],
+        default='train',
+        help='which dataloader\'s dataset to check (default: train)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs')
+    return parser.parse_args(argv)
+
+
+def dataset_cfgs(dataset_cfg: dict) -> List[dict]:
+    """The segmentation datasets inside a dataset config (through
+    ``ConcatDataset.datasets`` and ``RepeatDataset.dataset``)."""
+    if isinstance(dataset_cfg.get('datasets'), list):
+        return [
+            d for sub in dataset_cfg['datasets'] for d in dataset_cfgs(sub)
+        ]
+    if isinstance(dataset_cfg.get('dataset'), dict):
+        return dataset_cfgs(dataset_cfg['dataset'])
+    return [dataset_cfg]
+
+
+def check(dataset_cfg: dict) -> Tuple[List[SampleProblem], np.ndarray,
+                                      List[str], int]:
+    """Check one dataset; returns (problems, pixels per class, classes,
+    number of pairs)."""
+    dataset = build_seg_dataset(dataset_cfg)
+    classes = list(dataset.metainfo['classes'])
+    ignore = dataset.ignore_index
+    loader = build_label_loader(dataset_cfg.get('pipeline'))
+    counts = np.zeros(len(classes), dtype=np.int64)
+    problems: List[SampleProblem] = []
+    infos = data_infos(dataset)
+    bar = ProgressBar(len(infos))
+    for info in infos:
+        labels = []
+
+        def read(info=info):
+            labels.append(load_label(info, loader))
+            return labels[-1]
+
+        try:
+            problems += check_sample(info['img_path'],
+                                     info.get('seg_map_path'), read,
+                                     len(classes), ignore)
+        except EvaluationInputError as e:
+            problems.append(
+                SampleProblem(info.get('seg_map_path') or info['img_path'],
+                              'undecodable', str(e)))
+        for label in labels:
+            valid = label[label < len(classes)]
+            counts += np.bincount(valid.ravel(), minlength=len(classes))
+        bar.update()
+    sys.stdout.write('\n')
+    return problems, counts, classes, len(infos)
+
+
+def main(argv=None) -> None:
+    hide_known_warnings()
+    args = parse_args(argv)
+    try:
+        cfg = prepare_config(args.config, 'test', None, args.cfg_options)
+        loader = cfg.get(f'{args.split}_dataloader')
+        if not loader:
+            raise ToolError(f"the config has no {args.split}_dataloader; "
+                            'choose --split train, val or test')
+        results = [check(d) for d in dataset_cfgs(loader['dataset'])]
+    except (ToolError, EvaluationInputError) as e:
+        sys.exit(f'{PROG}: error: {e}')
+    problems = [p for r in results for p in r[0]]
+    table = PrettyTable(['Class', 'Pixels', '%'])
+    classes = results[0][2]
+    counts = sum(r[1] for r in results)
+    total = max(int(counts.sum()), 1)
+    for name, n in zip(classes, counts):
+        table.add_row([name, int(n), f'{100 * n / total:.2f}'])
+    pairs = sum(r[3] for r in results)
+    print(f'{args.split} split: {pairs} image/label pairs, '
+          f'{len(classes)} classes')
+    print(table.get_string())
+    if problems:
+        print(f'{len(problems)} problems:')
+        for p in problems:
+            print(f'  {p.file}: {p.kind}: {p.detail}')
+        sys.exit(1)
+    print('No problems found.')
+
+
+if __name__ == '__main__':
+    main()
