@@ -24,6 +24,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.dist import barrier, get_rank, get_world_size, is_distributed
 
+from ..utils.errors import first_line
 from .parser import ToolError
 
 #: Seconds a collective may wait for a peer before failing (a dead rank
@@ -98,7 +99,7 @@ def init_cpu_distributed(launcher: str, timeout: float) -> None:
             world_size=info['world_size'],
             timeout=datetime.timedelta(seconds=timeout))
     except Exception as e:  # the store raises RuntimeError/DistNetworkError
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = first_line(e)
         if 'address already in use' in str(e).lower() or \
                 'EADDRINUSE' in str(e):
             raise ToolError(
@@ -148,7 +149,7 @@ def distributed_failure_message(exc: BaseException, cfg: Config,
     if not (isinstance(exc, dist_error) or any(
             sign in text.lower() for sign in _PEER_FAILURE_SIGNS)):
         return None
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_line(exc)
     first = re.sub(r'^\[[^\]]*\]\s*', '', first)  # gloo's [file.cc:line]
     first = first.split('. ')[0].rstrip('.')
     timeout = configured_timeout(cfg)

@@ -29,6 +29,7 @@ from ..datasets import DataSampleError
 from ..engine import WSBCNRunner
 from ..engine.runner import (CheckpointLoadError, CheckpointSaveError,
                              ResumeError)
+from ..utils.errors import first_line
 from .distributed import (DEFAULT_DIST_TIMEOUT, configured_timeout,
                           distributed_failure_message, finish_distributed,
                           init_cpu_distributed)
@@ -143,7 +144,7 @@ def model_config_error(exc: ValueError, cfg: Config) -> Optional[str]:
     text = str(exc).strip()
     if 'num_groups' not in text and 'divisible by num_groups' not in text:
         return None
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_line(exc)
     keys = _num_groups_keys(cfg.get('model'), 'model')
     where = f" (set by {', '.join(keys[:4])}" + (
         ', ...)' if len(keys) > 4 else ')') if keys else ''

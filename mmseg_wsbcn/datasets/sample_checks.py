@@ -24,6 +24,8 @@ import mmcv
 import numpy as np
 import torch
 
+from ..utils.errors import first_line
+
 
 class DataSampleError(RuntimeError):
     """A training sample cannot be used; the message is one line naming the
@@ -116,11 +118,6 @@ def check_sample(img_path: str,
     return problems
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class CheckedPipeline:
     """A dataset pipeline that names the sample it fails on.
 
@@ -155,7 +152,7 @@ class CheckedPipeline:
         except Exception as e:
             raise DataSampleError(
                 f'{where}: could not be loaded ({type(e).__name__}: '
-                f'{_first_line(e)}); check the data with '
+                f'{first_line(e)}); check the data with '
                 'tools/misc/check_dataset.py') from e
         sample = (out or {}).get('data_samples')
         label = getattr(getattr(sample, 'gt_sem_seg', None), 'data', None)

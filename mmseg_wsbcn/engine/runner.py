@@ -42,13 +42,26 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import DataLoader
 
 from ..datasets import guard_dataset
+from ..utils.errors import first_sentence
 from .checkpoint_files import (LAST_CHECKPOINT, atomic_last_checkpoint,
                                read_last_checkpoint, resume_candidates)
 
 
 class CheckpointLoadError(RuntimeError):
     """A checkpoint named for this run cannot be read (truncated, corrupted,
-    not a PyTorch file); the message is one line naming the file."""
+    not a PyTorch file); the message is one line naming the file.
+
+    Args:
+        filename (str): The file.
+        reason (str): What torch said, in one line (``reason`` attribute).
+    """
+
+    def __init__(self, filename: str, reason: str) -> None:
+        self.filename, self.reason = filename, reason
+        super().__init__(
+            f"cannot read checkpoint '{filename}' ({reason}); the file is "
+            'truncated, corrupted or not a PyTorch checkpoint: copy or save '
+            'it again')
 
 
 def _reason(exc) -> str:
@@ -57,14 +70,7 @@ def _reason(exc) -> str:
         return exc
     if isinstance(exc, FileNotFoundError):
         return 'no such file'
-    return str(exc).split(' (', 1)[-1].split(');', 1)[0]
-
-
-def _first_sentence(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ''
-    first = first.split('. ')[0].rstrip('.')
-    return f'{type(exc).__name__}: {first}' if first else type(exc).__name__
+    return exc.reason
 
 
 # MMEngine names the scheme in its log line from ``__name__[10:]``, hence the
@@ -83,10 +89,7 @@ def load_from_trusted_local(filename: str, map_location=None) -> dict:
         return torch.load(
             filename, map_location=map_location, weights_only=False)
     except Exception as e:  # RuntimeError, EOFError, UnpicklingError, ...
-        raise CheckpointLoadError(
-            f"cannot read checkpoint '{filename}' ({_first_sentence(e)}); "
-            'the file is truncated, corrupted or not a PyTorch checkpoint: '
-            'copy or save it again') from e
+        raise CheckpointLoadError(filename, first_sentence(e)) from e
 
 
 @contextlib.contextmanager

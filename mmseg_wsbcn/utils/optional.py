@@ -3,6 +3,8 @@
 import importlib
 from typing import Optional
 
+from .errors import first_line
+
 #: The known reason mmpretrain's models do not import on a CPU-only torch.
 MMPRETRAIN_CPU_REASON = (
     'mmpretrain 1.2.0 imports torchvision at module level '
@@ -26,6 +28,6 @@ def mmpretrain_unavailable() -> Optional[str]:
                     'a CUDA build of torch)')
         return f'{MMPRETRAIN_CPU_REASON} ({type(e).__name__}: {e})'
     except Exception as e:  # OSError / RuntimeError from torchvision's ops
-        first = (str(e).splitlines() or [''])[0]
-        return f'{MMPRETRAIN_CPU_REASON} ({type(e).__name__}: {first})'
+        return f'{MMPRETRAIN_CPU_REASON} ({type(e).__name__}: ' \
+            f'{first_line(e)})'
     return None

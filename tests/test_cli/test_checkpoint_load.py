@@ -51,7 +51,7 @@ def test_the_loader_is_the_one_mmengine_uses_inside_the_block(good):
 
 @pytest.mark.parametrize('error', [
     ToolError('checkpoint does not match'),
-    CheckpointLoadError('cannot read checkpoint'),
+    CheckpointLoadError('x.pth', 'RuntimeError: truncated'),
 ])
 def test_run_and_finish_reports_in_one_line(error):
 

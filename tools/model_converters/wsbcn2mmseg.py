@@ -24,6 +24,7 @@ from mmseg_wsbcn.cli import OneLineErrorParser
 from mmseg_wsbcn.models.utils.ckpt_convert import (ConversionError,
                                                    convert_wsbcn_state_dict,
                                                    unwrap_state_dict)
+from mmseg_wsbcn.utils.errors import first_sentence
 
 PROG = 'wsbcn2mmseg.py'
 
@@ -56,8 +57,7 @@ def _reason(exc: Exception) -> str:
     if 'WeightsUnpickler error:' in text:  # the reason follows the advice
         after = text.split('WeightsUnpickler error:', 1)[1].strip()
         return 'weights-only unpickler: ' + after.splitlines()[0].strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return f'{type(exc).__name__}: {first.split(". ")[0].rstrip(".")}'
+    return first_sentence(exc)
 
 
 def save(obj: dict, dst: str) -> None:
