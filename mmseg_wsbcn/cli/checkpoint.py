@@ -6,7 +6,8 @@ the checkpoint lacks and tensors of another shape are logged and skipped, and
 the run goes on. For ``tools/test.py`` that turns a wrong checkpoint (a BN
 config with a BCN+WS checkpoint, say) into a low mIoU and exit code 0.
 
-:func:`compare_state_dicts` is the pure comparison;
+:func:`~mmseg_wsbcn.utils.state_dict.compare_state_dicts` is the pure
+comparison;
 :class:`CheckpointMatchHook` runs it on the checkpoint the runner is loading
 (``after_load_checkpoint``, so it works with any ``Runner``) and either stops
 the run with one line (:class:`CheckpointMismatchError`) or, for an explicit
@@ -15,8 +16,7 @@ partial load, warns once and loads only what matches.
 import logging
 import re
 from collections import OrderedDict
-from typing import (Callable, Iterable, List, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple)
+from typing import Callable, Iterable, Mapping, Tuple
 
 import torch.nn as nn
 from mmengine.hooks import Hook
@@ -24,112 +24,12 @@ from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from ..models.layers import BCN
+from ..utils.state_dict import Shape, StateDictMismatch, compare_state_dicts
 from .parser import ToolError
 
 #: MMEngine's ``Runner.load_checkpoint`` strips this prefix (a checkpoint
 #: saved from a DDP-wrapped model) before loading.
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
-
-#: Keys a checkpoint may lack without harm: MMEngine ignores them too (BN
-#: layers of checkpoints from old PyTorch versions).
-IGNORED_MISSING = ('num_batches_tracked', )
-
-Shape = Tuple[int, ...]
-
-
-class StateDictMismatch(NamedTuple):
-    """What differs between a checkpoint's and a model's state dict.
-
-    Attributes:
-        missing (list[str]): Model keys the checkpoint lacks (model order).
-        unexpected (list[str]): Checkpoint keys the model lacks
-            (checkpoint order).
-        mismatched (list[tuple]): ``(key, checkpoint_shape, model_shape)``
-            for keys present in both with another shape.
-        matched (int): Keys that load (in both, same shape).
-    """
-    missing: List[str]
-    unexpected: List[str]
-    mismatched: List[Tuple[str, Shape, Shape]]
-    matched: int
-
-    def __bool__(self) -> bool:
-        """True when anything differs."""
-        return bool(self.missing or self.unexpected or self.mismatched)
-
-    def summary(self, first: int = 3) -> str:
-        """One line: the counts and the first few keys of each kind, e.g.
-        ``2 missing keys (a, b), 0 unexpected keys, 1 mis-shaped key (c:
-        checkpoint (3,) vs model (4,))``."""
-
-        def part(items: Sequence[str], what: str) -> str:
-            text = f'{len(items)} {what}{"" if len(items) == 1 else "s"}'
-            if items:
-                shown = ', '.join(items[:first])
-                more = ', ...' if len(items) > first else ''
-                text += f' ({shown}{more})'
-            return text
-
-        shapes = [
-            f'{key}: checkpoint {tuple(c)} vs model {tuple(m)}'
-            for key, c, m in self.mismatched
-        ]
-        return ', '.join([
-            part(self.missing, 'missing key'),
-            part(self.unexpected, 'unexpected key'),
-            part(shapes, 'mis-shaped key')
-        ])
-
-
-def _shape(value) -> Optional[Shape]:
-    shape = getattr(value, 'shape', None)
-    return None if shape is None else tuple(shape)
-
-
-def compare_state_dicts(
-    state_dict: Mapping,
-    model_state_dict: Mapping,
-    ignore_missing: Iterable[str] = IGNORED_MISSING,
-    shape_ok: Optional[Callable[[str, Shape, Shape], bool]] = None
-) -> StateDictMismatch:
-    """Compare a checkpoint's state dict with ``model.state_dict()``.
-
-    Pure: neither argument is changed.
-
-    Args:
-        state_dict (Mapping): The checkpoint's weights, keys already revised
-            the way the loader will (see :func:`revise_keys`).
-        model_state_dict (Mapping): ``model.state_dict()``.
-        ignore_missing (Iterable[str]): Missing keys ending with one of these
-            names are not reported (as MMEngine's loader does for
-            ``num_batches_tracked``).
-        shape_ok (callable, optional): ``shape_ok(key, checkpoint_shape,
-            model_shape)`` returns True for a shape difference the model's
-            layer converts while loading.
-
-    Returns:
-        StateDictMismatch: What differs (false when everything matches).
-    """
-    ignore = tuple(ignore_missing)
-    missing = [
-        k for k in model_state_dict
-        if k not in state_dict and k.split('.')[-1] not in ignore
-    ]
-    unexpected = [k for k in state_dict if k not in model_state_dict]
-    mismatched, matched = [], 0
-    for key, value in state_dict.items():
-        if key not in model_state_dict:
-            continue
-        ckpt_shape = _shape(value)
-        model_shape = _shape(model_state_dict[key])
-        if ckpt_shape != model_shape and not (
-                shape_ok is not None and ckpt_shape is not None
-                and model_shape is not None
-                and shape_ok(key, ckpt_shape, model_shape)):
-            mismatched.append((key, ckpt_shape, model_shape))
-        else:
-            matched += 1
-    return StateDictMismatch(missing, unexpected, mismatched, matched)
 
 
 def revise_keys(state_dict: Mapping,

@@ -44,6 +44,8 @@ from typing import Dict, List, Mapping, NamedTuple, Tuple
 import torch
 from torch import Tensor
 
+from ...utils.state_dict import compare_state_dicts
+
 #: Blocks per stage, by depth.
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 #: Channel groups of every norm layer, and ResNeXt's cardinality and width.
@@ -63,7 +65,6 @@ OFFICIAL_FILES = {
 #: without its extension, plus this suffix.
 CONVERTED_SUFFIX = '_mmseg.pth'
 CONVERTER = 'tools/model_converters/wsbcn2mmseg.py'
-_OPTIONAL = '.pbn.num_batches_tracked'
 _SHOWN = 3  # offending keys named in an error
 
 
@@ -299,18 +300,14 @@ def check_keys(state_dict: Mapping[str, Tensor], layout: Layout) -> None:
     keys and shapes of ``layout`` (``pbn.num_batches_tracked`` optional).
     """
     expected = official_shapes(layout)
-    missing = [
-        k for k in expected if k not in state_dict and not k.endswith(
-            _OPTIONAL)
-    ]
-    extra = [k for k in state_dict if k not in expected]
+    # a missing num_batches_tracked is ignored (compare_state_dicts' default)
+    diff = compare_state_dicts(state_dict, expected)
     wrong = [
-        f'{k} {tuple(v.shape)} (expected {expected[k]})'
-        for k, v in state_dict.items()
-        if k in expected and tuple(v.shape) != expected[k]
+        f'{k} {got} (expected {want})' for k, got, want in diff.mismatched
     ]
     problems = []
-    for what, keys in (('missing', missing), ('unexpected', extra),
+    for what, keys in (('missing', diff.missing),
+                       ('unexpected', diff.unexpected),
                        ('with a wrong shape', wrong)):
         if keys:
             problems.append(f'{len(keys)} {what}: {_first(keys)}')
