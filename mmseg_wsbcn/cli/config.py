@@ -17,8 +17,8 @@ _LOADERS = {
 }
 
 
-def _iter_datasets(cfg: ConfigDict,
-                   where: str) -> Iterator[Tuple[str, ConfigDict]]:
+def iter_dataset_cfgs(cfg: ConfigDict,
+                      where: str) -> Iterator[Tuple[str, ConfigDict]]:
     """Yield ``(where, dataset_cfg)`` for a dataset config and every dataset
     wrapped in it (``ConcatDataset.datasets``, ``RepeatDataset.dataset``,
     ``MultiImageMixDataset.dataset``)."""
@@ -26,9 +26,9 @@ def _iter_datasets(cfg: ConfigDict,
         return
     yield where, cfg
     if isinstance(cfg.get('dataset'), dict):
-        yield from _iter_datasets(cfg['dataset'], f'{where}.dataset')
+        yield from iter_dataset_cfgs(cfg['dataset'], f'{where}.dataset')
     for i, sub in enumerate(cfg.get('datasets') or []):
-        yield from _iter_datasets(sub, f'{where}.datasets[{i}]')
+        yield from iter_dataset_cfgs(sub, f'{where}.datasets[{i}]')
 
 
 def check_data_roots(cfg: Config, mode: str) -> None:
@@ -43,8 +43,8 @@ def check_data_roots(cfg: Config, mode: str) -> None:
         if cfg.get(loader) is None or (loader == 'val_dataloader'
                                        and cfg.get('val_cfg') is None):
             continue
-        for where, ds in _iter_datasets(cfg[loader].get('dataset'),
-                                        f'{loader}.dataset'):
+        for where, ds in iter_dataset_cfgs(cfg[loader].get('dataset'),
+                                           f'{loader}.dataset'):
             root = ds.get('data_root')
             if root and '://' not in str(root) and not osp.isdir(root):
                 raise ToolError(

@@ -18,7 +18,7 @@ score such files against labels reduced the way the dataset reduces them.
 import json
 import os
 import os.path as osp
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -26,21 +26,11 @@ from mmengine.hooks import Hook
 from mmengine.utils import mkdir_or_exist
 from PIL import Image
 
+from ..datasets.wrappers import iter_wrapped_datasets
 from .parser import ToolError
 
 #: The stable name of the metrics file, in the run's timestamp folder.
 METRICS_FILE = 'metrics.json'
-
-
-def _iter_datasets(dataset) -> Iterator:
-    """A dataset and the datasets wrapped in it (``ConcatDataset``,
-    ``RepeatDataset``, ...)."""
-    yield dataset
-    inner = getattr(dataset, 'dataset', None)
-    if inner is not None and inner is not dataset:
-        yield from _iter_datasets(inner)
-    for sub in getattr(dataset, 'datasets', None) or []:
-        yield from _iter_datasets(sub)
 
 
 def image_prefixes(dataset) -> List[Tuple[str, str]]:
@@ -48,7 +38,7 @@ def image_prefixes(dataset) -> List[Tuple[str, str]]:
     wraps; the prefix is the dataset's ``data_prefix['img_path']`` (already
     joined with ``data_root``)."""
     found = []
-    for ds in _iter_datasets(dataset):
+    for ds in iter_wrapped_datasets(dataset):
         prefix = (getattr(ds, 'data_prefix', None) or {}).get('img_path')
         if prefix is not None:
             found.append((prefix, getattr(ds, 'img_suffix', '') or ''))

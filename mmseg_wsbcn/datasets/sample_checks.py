@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..utils.errors import first_line
+from .wrappers import is_wrapper, iter_wrapped_datasets
 
 
 class DataSampleError(RuntimeError):
@@ -185,15 +186,14 @@ def guard_dataset(dataset) -> bool:
     Returns:
         bool: Whether a segmentation dataset was found and guarded.
     """
-    inner = getattr(dataset, 'datasets', None) or (
-        [dataset.dataset] if hasattr(dataset, 'dataset') else [])
-    if inner:
-        return any([guard_dataset(d) for d in inner])
-    classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
-    pipeline = getattr(dataset, 'pipeline', None)
-    if not classes or pipeline is None or \
-            isinstance(pipeline, CheckedPipeline):
-        return False
-    dataset.pipeline = CheckedPipeline(
-        pipeline, len(classes), getattr(dataset, 'ignore_index', 255))
-    return True
+    guarded = False
+    for ds in iter_wrapped_datasets(dataset):
+        classes = (getattr(ds, 'metainfo', None) or {}).get('classes')
+        pipeline = getattr(ds, 'pipeline', None)
+        if is_wrapper(ds) or not classes or pipeline is None or \
+                isinstance(pipeline, CheckedPipeline):
+            continue
+        ds.pipeline = CheckedPipeline(pipeline, len(classes),
+                                      getattr(ds, 'ignore_index', 255))
+        guarded = True
+    return guarded

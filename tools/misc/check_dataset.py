@@ -21,6 +21,7 @@ from mmengine.utils import ProgressBar
 from prettytable import PrettyTable
 
 from mmseg_wsbcn.cli import OneLineErrorParser, ToolError, prepare_config
+from mmseg_wsbcn.cli.config import iter_dataset_cfgs
 from mmseg_wsbcn.cli.quiet import hide_known_warnings
 from mmseg_wsbcn.datasets.sample_checks import SampleProblem, check_sample
 from mmseg_wsbcn.evaluation.errors import EvaluationInputError
@@ -46,18 +47,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         action=DictAction,
         help='override settings of the config, key=value pairs')
     return parser.parse_args(argv)
-
-
-def dataset_cfgs(dataset_cfg: dict) -> List[dict]:
-    """The segmentation datasets inside a dataset config (through
-    ``ConcatDataset.datasets`` and ``RepeatDataset.dataset``)."""
-    if isinstance(dataset_cfg.get('datasets'), list):
-        return [
-            d for sub in dataset_cfg['datasets'] for d in dataset_cfgs(sub)
-        ]
-    if isinstance(dataset_cfg.get('dataset'), dict):
-        return dataset_cfgs(dataset_cfg['dataset'])
-    return [dataset_cfg]
 
 
 def check(dataset_cfg: dict) -> Tuple[List[SampleProblem], np.ndarray,
@@ -104,7 +93,11 @@ def main(argv=None) -> None:
         if not loader:
             raise ToolError(f"the config has no {args.split}_dataloader; "
                             'choose --split train, val or test')
-        results = [check(d) for d in dataset_cfgs(loader['dataset'])]
+        results = [
+            check(d) for _, d in iter_dataset_cfgs(loader['dataset'], '')
+            if not d.get('datasets') and not isinstance(
+                d.get('dataset'), dict)
+        ]
     except (ToolError, EvaluationInputError) as e:
         sys.exit(f'{PROG}: error: {e}')
     problems = [p for r in results for p in r[0]]
