@@ -1,13 +1,16 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 import importlib
+import json
 import os
 import os.path as osp
 import re
 import subprocess
 import sys
+from collections import OrderedDict
 from typing import Callable, Optional
 
 import pytest
+import torch
 
 #: The checkout's root, located once for the whole test suite.
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -81,3 +84,57 @@ def require_extra() -> Callable[[str, str], object]:
                         f'EXTRAS={extra} bash tools/setup_env.sh')
 
     return require
+
+
+def _official_key_file(family: str, arch: str, depth: int) -> str:
+    """``tests/data/official_keys`` file of one of the authors' layouts,
+    e.g. ``('bcn-ws', 'resnext', 50)`` -> ``bcn_ws_resnext50_32x4d.json``."""
+    suffix = '_32x4d' if arch == 'resnext' else ''
+    return f"{family.replace('-', '_')}_{arch}{depth}{suffix}.json"
+
+
+@pytest.fixture(scope='session')
+def official_key_shapes(repo_root) -> Callable[..., 'OrderedDict']:
+    """``official_key_shapes(family, arch, depth)``: the keys and shapes of
+    the authors' released backbone, in their order
+    (``tests/data/official_keys``)."""
+
+    def load(family: str, arch: str, depth: int) -> 'OrderedDict':
+        path = osp.join(repo_root, 'tests/data/official_keys',
+                        _official_key_file(family, arch, depth))
+        with open(path) as f:
+            return OrderedDict((k, tuple(v)) for k, v in json.load(f).items())
+
+    return load
+
+
+@pytest.fixture(scope='session')
+def official_state_dict(official_key_shapes) -> Callable[..., 'OrderedDict']:
+    """``official_state_dict(family, arch, depth, seed=0, prefix='')``: a
+    synthetic checkpoint with exactly the released file's keys and shapes
+    (float32, as released) and plausible random values: conv filters whose
+    scales span 1e-4 to 1e-1 (so the two WS forms differ visibly), positive
+    variances, non-trivial affines, ``num_batches_tracked`` 1000. ``prefix``
+    is put before every key (``'module.'``, as the released files)."""
+
+    def make(family: str, arch: str, depth: int, seed: int = 0,
+             prefix: str = '') -> 'OrderedDict':
+        gen = torch.Generator().manual_seed(seed)
+        out = OrderedDict()
+        for key, shape in official_key_shapes(family, arch, depth).items():
+            if key.endswith('num_batches_tracked'):
+                value = torch.tensor(1000, dtype=torch.long)
+            elif len(shape) == 4:  # conv: per-filter scales 1e-4 .. 1e-1
+                scale = 10**(-4 + 3 * torch.rand(shape[0], generator=gen))
+                value = torch.randn(shape, generator=gen) * \
+                    scale.view(-1, 1, 1, 1) + 0.3 * scale.view(-1, 1, 1, 1)
+            elif key.endswith('running_var'):
+                value = torch.rand(shape, generator=gen) + 0.5
+            elif key.endswith('weight'):
+                value = 1 + 0.3 * torch.randn(shape, generator=gen)
+            else:  # biases, running means
+                value = 0.2 * torch.randn(shape, generator=gen)
+            out[prefix + key] = value
+        return out
+
+    return make

@@ -26,7 +26,6 @@ A test chooses its configs with ``@pytest.mark.configs(select=...)``
 import ast
 import copy
 import functools
-import json
 import math
 import os
 import os.path as osp
@@ -637,7 +636,7 @@ def test_in1k_pre_config_names_its_missing_checkpoint(config, tmp_path,
 
 
 @pytest.fixture(scope='module')
-def converted_backbone(repo_root, tmp_path_factory, run_tool):
+def converted_backbone(official_state_dict, tmp_path_factory, run_tool):
     """``converted_backbone(name)``: the path of ``name`` (e.g.
     ``rn50_bcn_ws_mmseg.pth``), written by the converter tool from a
     synthetic file with the released keys and shapes (made once)."""
@@ -645,20 +644,9 @@ def converted_backbone(repo_root, tmp_path_factory, run_tool):
 
     @functools.lru_cache(maxsize=None)
     def make(name):
-        (family, arch, depth), official = next(
-            (k, f) for k, f in OFFICIAL_FILES.items()
-            if converted_name(f) == name)
-        fixture = f"{family.replace('-', '_')}_{arch}{depth}" + (
-            '_32x4d' if arch == 'resnext' else '') + '.json'
-        with open(osp.join(repo_root, 'tests/data/official_keys',
-                           fixture)) as f:
-            shapes = json.load(f)
-        gen = torch.Generator().manual_seed(0)
-        state = {
-            'module.' + k: torch.rand(v, generator=gen) + 0.5
-            if v else torch.tensor(10)
-            for k, v in shapes.items()
-        }
+        layout, official = next((k, f) for k, f in OFFICIAL_FILES.items()
+                                if converted_name(f) == name)
+        state = official_state_dict(*layout, prefix='module.')
         src, dst = str(folder / official), str(folder / name)
         torch.save(state, src)
         proc = run_tool('model_converters/wsbcn2mmseg.py', src, dst)

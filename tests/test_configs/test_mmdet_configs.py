@@ -6,7 +6,6 @@ backbone loads strictly, one training step on a synthetic batch gives
 finite losses and gradients, and inference on a real image returns boxes
 and masks. Steps run at depth 50 (the 101-layer configs are built and
 counted at their depth), on 128x128 images."""
-import json
 import math
 import os.path as osp
 import re
@@ -158,19 +157,6 @@ def test_layers_batch_lr_and_checkpoint(config, load):
         checkpoint=f'checkpoints/wsbcn/{converted_name(official)}')
 
 
-def synthetic_official(repo_root, family, arch, depth):
-    fixture = f"{family.replace('-', '_')}_{arch}{depth}" + (
-        '_32x4d' if arch == 'resnext' else '') + '.json'
-    with open(osp.join(repo_root, 'tests/data/official_keys', fixture)) as f:
-        shapes = json.load(f)
-    gen = torch.Generator().manual_seed(depth)
-    return {
-        'module.' + k: torch.rand(v, generator=gen) + 0.5
-        if v else torch.tensor(3)
-        for k, v in shapes.items()
-    }
-
-
 @pytest.mark.parametrize('config', [
     'configs/mask_rcnn/mask-rcnn_r101_fpn_gn-ws-all_4xb1-2x_coco.py',
     'configs/mask_rcnn/mask-rcnn_x101-32x4d_fpn_gn-ws-all_4xb1-2x_coco.py',
@@ -180,7 +166,8 @@ def synthetic_official(repo_root, family, arch, depth):
     'configs/mask_rcnn/mask-rcnn_r101_fpn_bcnbatch-ws-all_4xb2-2x_coco.py',
     'configs/mask_rcnn/mask-rcnn_x50-32x4d_fpn_bcn-ws-all_4xb1-2x_coco.py',
 ])
-def test_converted_checkpoint_loads_strictly(config, load, repo_root):
+def test_converted_checkpoint_loads_strictly(config, load,
+                                             official_state_dict):
     """Every architecture: the converter's output (the file mmseg's
     configs use too) fits the mmdet backbone key for key."""
     from mmseg_wsbcn.models.utils.ckpt_convert import unwrap_state_dict
@@ -190,8 +177,8 @@ def test_converted_checkpoint_loads_strictly(config, load, repo_root):
     arch = 'resnext' if f['arch'].startswith('x') else 'resnet'
     depth = 101 if '101' in f['arch'] else 50
     state, layout = convert_wsbcn_state_dict(
-        unwrap_state_dict(synthetic_official(repo_root, family, arch,
-                                             depth)))
+        unwrap_state_dict(
+            official_state_dict(family, arch, depth, prefix='module.')))
     assert tuple(layout) == (family, arch, depth)
     backbone = build(cfg.model).backbone
     backbone.load_state_dict(state, strict=True)

@@ -3,9 +3,7 @@
 authors' released form converts in one command, and what it writes loads
 through ``init_cfg=dict(type='Pretrained')`` (torch's ``weights_only=True``
 path); bad input ends in one line and writes nothing."""
-import json
 import os.path as osp
-from collections import OrderedDict
 
 import pytest
 import torch
@@ -16,15 +14,9 @@ import mmseg_wsbcn  # noqa: F401  (registers WSConv2d and BCN)
 TOOL = 'model_converters/wsbcn2mmseg.py'
 
 
-def write_official(repo_root, path, fixture, seed=0, edit=None):
-    """A state dict with the released file's keys (``module.`` prefix)."""
-    with open(osp.join(repo_root, 'tests/data/official_keys', fixture)) as f:
-        shapes = json.load(f)
-    gen = torch.Generator().manual_seed(seed)
-    state = OrderedDict()
-    for key, shape in shapes.items():
-        state['module.' + key] = torch.tensor(7) if not shape else \
-            torch.rand(shape, generator=gen) + 0.5
+def write_official(official_state_dict, path, layout, edit=None):
+    """Save a synthetic file in the released form (``module.`` prefix)."""
+    state = official_state_dict(*layout, prefix='module.')
     if edit:
         edit(state)
     torch.save(state, path)
@@ -32,10 +24,11 @@ def write_official(repo_root, path, fixture, seed=0, edit=None):
 
 
 @pytest.fixture(scope='module')
-def bcn_x50(repo_root, tmp_path_factory, run_tool):
+def bcn_x50(official_state_dict, tmp_path_factory, run_tool):
     folder = tmp_path_factory.mktemp('convert')
     src = str(folder / 'rx50_bcn_ws.pth')
-    state = write_official(repo_root, src, 'bcn_ws_resnext50_32x4d.json')
+    state = write_official(official_state_dict, src,
+                           ('bcn-ws', 'resnext', 50))
     dst = str(folder / 'out' / 'rx50_bcn_ws_mmseg.pth')
     proc = run_tool(TOOL, src, dst)
     return proc, state, dst
@@ -88,17 +81,17 @@ def _torchvision(state):
         state[key.replace('bias', 'running_mean')] = torch.zeros(64)
 
 
-@pytest.mark.parametrize('fixture,edit,needles', [
-    ('bcn_ws_resnet50.json', _drop_two,
+@pytest.mark.parametrize('layout,edit,needles', [
+    (('bcn-ws', 'resnet', 50), _drop_two,
      ['not the BCN+WS ResNet-50 layout', '2 missing: layer1.0.conv1.weight, '
       'layer4.2.bn3.pbn.running_mean']),
-    ('gn_ws_resnet50.json', _torchvision,
+    (('gn-ws', 'resnet', 50), _torchvision,
      ['unknown layout', 'BatchNorm ResNet']),
 ])
-def test_bad_layouts(fixture, edit, needles, repo_root, tmp_path, run_tool,
-                     assert_one_line_error):
+def test_bad_layouts(layout, edit, needles, official_state_dict, tmp_path,
+                     run_tool, assert_one_line_error):
     src = str(tmp_path / 'in.pth')
-    write_official(repo_root, src, fixture, edit=edit)
+    write_official(official_state_dict, src, layout, edit=edit)
     dst = str(tmp_path / 'out.pth')
     proc = run_tool(TOOL, src, dst)
     assert_one_line_error(proc, 'wsbcn2mmseg.py: error: ', src, *needles)

@@ -5,12 +5,11 @@ Synthetic checkpoints carry exactly the keys and shapes of the seven
 released files (``tests/data/official_keys``, made from the authors' model
 definitions) with random, plausible values: conv filters whose scales span
 1e-4 to 1e-1 (so the two WS forms differ visibly), positive variances and
-non-trivial affines. The converted weights load strictly into mmseg's real
+non-trivial affines (the ``official_state_dict`` fixture of tests/conftest.py).
+The converted weights load strictly into mmseg's real
 ``ResNet`` / ``ResNeXt``, and its stage outputs match a float64 forward of
 the authors' architecture written below from the method's formulas.
 """
-import json
-import os.path as osp
 from collections import OrderedDict
 
 import pytest
@@ -24,45 +23,17 @@ from mmseg_wsbcn.models.utils.ckpt_convert import (ConversionError, Layout,
                                                    official_shapes,
                                                    unwrap_state_dict)
 
-FIXTURES = {
-    Layout('gn-ws', 'resnet', 50): 'gn_ws_resnet50.json',
-    Layout('gn-ws', 'resnet', 101): 'gn_ws_resnet101.json',
-    Layout('gn-ws', 'resnext', 50): 'gn_ws_resnext50_32x4d.json',
-    Layout('gn-ws', 'resnext', 101): 'gn_ws_resnext101_32x4d.json',
-    Layout('bcn-ws', 'resnet', 50): 'bcn_ws_resnet50.json',
-    Layout('bcn-ws', 'resnet', 101): 'bcn_ws_resnet101.json',
-    Layout('bcn-ws', 'resnext', 50): 'bcn_ws_resnext50_32x4d.json',
-}
-LAYOUTS = list(FIXTURES)
+LAYOUTS = [
+    Layout('gn-ws', 'resnet', 50),
+    Layout('gn-ws', 'resnet', 101),
+    Layout('gn-ws', 'resnext', 50),
+    Layout('gn-ws', 'resnext', 101),
+    Layout('bcn-ws', 'resnet', 50),
+    Layout('bcn-ws', 'resnet', 101),
+    Layout('bcn-ws', 'resnext', 50),
+]
 EPS = 1e-5
 GROUPS = 32
-
-
-def fixture_shapes(repo_root, layout):
-    with open(osp.join(repo_root, 'tests/data/official_keys',
-                       FIXTURES[layout])) as f:
-        return OrderedDict(
-            (k, tuple(v)) for k, v in json.load(f).items())
-
-
-def synthetic(shapes, seed=0):
-    """Random values in the authors' layout (float32, as released)."""
-    gen = torch.Generator().manual_seed(seed)
-    out = OrderedDict()
-    for key, shape in shapes.items():
-        if key.endswith('num_batches_tracked'):
-            out[key] = torch.tensor(1000, dtype=torch.long)
-        elif len(shape) == 4:  # conv: per-filter scales from 1e-4 to 1e-1
-            scale = 10**(-4 + 3 * torch.rand(shape[0], generator=gen))
-            out[key] = torch.randn(shape, generator=gen) * \
-                scale.view(-1, 1, 1, 1) + 0.3 * scale.view(-1, 1, 1, 1)
-        elif key.endswith('running_var'):
-            out[key] = torch.rand(shape, generator=gen) + 0.5
-        elif key.endswith('weight'):
-            out[key] = 1 + 0.3 * torch.randn(shape, generator=gen)
-        else:  # biases, running means
-            out[key] = 0.2 * torch.randn(shape, generator=gen)
-    return out
 
 
 # ------------------------------------------------- the float64 reference --
@@ -151,16 +122,17 @@ def relative_error(actual, expected):
 
 # ------------------------------------------------------------------ tests --
 @pytest.mark.parametrize('layout', LAYOUTS, ids=lambda lay: lay.name)
-def test_official_layout_matches_the_authors_models(layout, repo_root):
-    expected = fixture_shapes(repo_root, layout)
+def test_official_layout_matches_the_authors_models(layout,
+                                                    official_key_shapes):
+    expected = official_key_shapes(*layout)
     assert list(official_shapes(layout).items()) == list(expected.items())
     assert layout.official_file
 
 
 @pytest.mark.parametrize('layout', LAYOUTS, ids=lambda lay: lay.name)
 @pytest.mark.parametrize('form', ['flat', 'module', 'wrapped'])
-def test_converts_and_loads_strictly(layout, form, repo_root):
-    source = synthetic(fixture_shapes(repo_root, layout))
+def test_converts_and_loads_strictly(layout, form, official_state_dict):
+    source = official_state_dict(*layout)
     obj = source
     if form != 'flat':
         obj = OrderedDict(('module.' + k, v) for k, v in source.items())
@@ -199,11 +171,12 @@ def test_converts_and_loads_strictly(layout, form, repo_root):
     Layout('bcn-ws', 'resnext', 50),
 ],
                          ids=lambda lay: lay.name)
-def test_forward_parity_with_the_authors_architecture(layout, repo_root):
+def test_forward_parity_with_the_authors_architecture(layout,
+                                                      official_state_dict):
     """Eval-mode stage outputs of the converted backbone equal a float64
     forward of the authors' model (to float32 rounding in float32, to 1e-10
     in float64); with the other WS form they do not."""
-    source = synthetic(fixture_shapes(repo_root, layout), seed=1)
+    source = official_state_dict(*layout, seed=1)
     converted, _ = convert_wsbcn_state_dict(source)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     form = layout.conv_cfg()['mode']
@@ -223,9 +196,9 @@ def test_forward_parity_with_the_authors_architecture(layout, repo_root):
     assert max(errors64) < 1e-10, errors64
 
 
-def test_missing_num_batches_tracked_is_filled(repo_root):
+def test_missing_num_batches_tracked_is_filled(official_state_dict):
     layout = Layout('bcn-ws', 'resnet', 50)
-    source = synthetic(fixture_shapes(repo_root, layout))
+    source = official_state_dict(*layout)
     for key in [k for k in source if k.endswith('num_batches_tracked')]:
         del source[key]
     converted, _ = convert_wsbcn_state_dict(source)
@@ -234,8 +207,8 @@ def test_missing_num_batches_tracked_is_filled(repo_root):
 
 
 @pytest.fixture(scope='module')
-def gn50(repo_root):
-    return synthetic(fixture_shapes(repo_root, Layout('gn-ws', 'resnet', 50)))
+def gn50(official_state_dict):
+    return official_state_dict('gn-ws', 'resnet', 50)
 
 
 def test_missing_extra_and_wrong_shapes(gn50):
