@@ -44,148 +44,26 @@ In a multi-process run (``torch.distributed`` initialized, world size > 1,
 ranks all-reduce per-channel sums and element counts (not means), so
 unequal per-rank batch sizes still give the exact global statistics. See
 :func:`batch_channel_norm`.
+
+Two implementations compute the same function (``impl``):
+
+- the eager tier, :class:`.bcn_function.BCNFunction`: the closed form, in
+  which the batch step's affine map makes the group statistics follow from
+  per-``(sample, channel)`` moments, so the layer is one per-``(sample,
+  channel)`` affine map of ``x`` with GroupNorm's cost in passes;
+- the fused tier, :mod:`.bcn_compiled`: the same closed form compiled by
+  ``torch.compile`` (Triton on CUDA, C++ on CPU) into fused kernels.
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmengine.dist import all_reduce, get_world_size
+from mmengine.dist import get_world_size
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from ...utils.dist import differentiable_all_reduce
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-_DIMS = (0, 2, 3)  # the batch step reduces over (N, H, W)
-
-
-def _stat_dtype(x: Tensor) -> torch.dtype:
-    """Statistics dtype: float32 for half-precision inputs, else x's."""
-    return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-
-
-def _per_channel(t: Tensor) -> Tensor:
-    """View a ``(C,)`` tensor as ``(1, C, 1, 1)``."""
-    return t.view(1, -1, 1, 1)
-
-
-def _check_one_value(input: Tensor, count: Tensor) -> None:
-    """Raise BatchNorm's error when the (global) batch has one value."""
-    if int(count.item()) <= 1:
-        raise ValueError('Expected more than 1 value per channel when '
-                         f'training, got input size {input.size()}')
-
-
-def _estimate_update(x: Tensor, running_mean: Tensor, running_var: Tensor,
-                     momentum: float, sync: bool) -> Tuple[Tensor, Tensor]:
-    """Update the estimated statistics (``estimate=True`` training) in
-    place, by the update of the module docstring, over the global batch
-    when ``sync``.
-
-    The second moment is summed as a mean of squares about the old
-    estimate, so it has no cancellation. Distributed, the ranks all-reduce
-    the two per-channel sums and the element count in one call.
-
-    Args:
-        x (Tensor): Input of shape ``(N, C, H, W)``.
-        running_mean (Tensor): ``mu_hat``, shape ``(C,)``, updated in place.
-        running_var (Tensor): ``var_hat``, shape ``(C,)``, updated in place.
-        momentum (float): The update rate ``r``.
-        sync (bool): Whether to all-reduce over the default process group.
-
-    Returns:
-        tuple[Tensor, Tensor]: The updated ``mu_hat`` and ``var_hat`` as new
-        tensors (not the buffers, so a later in-place update cannot clash
-        with tensors that autograd saved).
-    """
-    with torch.no_grad():
-        dtype = _stat_dtype(x)
-        channels = x.size(1)
-        count = x.numel() // channels
-        mu_old = running_mean.to(dtype)
-        total = x.sum(_DIMS, dtype=dtype)
-        # x - mu_old is promoted to float32 for half-precision x
-        sq_total = (x - _per_channel(mu_old)).square_().sum(_DIMS)
-        if sync:
-            sums = torch.cat(
-                [total, sq_total,
-                 total.new_full((1, ), float(count))])
-            all_reduce(sums, op='sum')  # in place; no-op for one process
-            total, sq_total = sums[:channels], sums[channels:2 * channels]
-            count = sums[-1]
-            if x.numel() == 0 and int(count.item()) == 0:
-                # every rank is here when the global batch is empty
-                raise ValueError('BCN got an empty global batch (input '
-                                 f'size {x.size()})')
-        elif count == 0:
-            raise ValueError(f'BCN got an empty batch (input size '
-                             f'{x.size()})')
-        new_mean = torch.lerp(mu_old, total / count, momentum)
-        new_var = torch.lerp(running_var.to(dtype), sq_total / count, momentum)
-        new_mean = new_mean.to(running_mean.dtype)
-        new_var = new_var.to(running_var.dtype)
-        running_mean.copy_(new_mean)
-        running_var.copy_(new_var)
-    return new_mean, new_var
-
-
-def _sync_batch_norm(x: Tensor, running_mean: Tensor, running_var: Tensor,
-                     weight: Optional[Tensor], bias: Optional[Tensor],
-                     momentum: float, eps: float) -> Tensor:
-    """Training batch step over the global batch (``estimate=False``).
-
-    Two passes, each ending in a differentiable all-reduce: first
-    ``[sum x, count]`` gives the global mean ``m``; then
-    ``sum (x - m) ** 2`` gives the global biased variance. Summing squared
-    deviations about the global mean avoids the cancellation of the
-    one-pass ``E[x^2] - E[x]^2``, at the cost of a second (small)
-    all-reduce. The gradient flows through both, as in SyncBatchNorm.
-
-    Args:
-        x (Tensor): Input of shape ``(N, C, H, W)``; ``N`` may differ
-            between ranks.
-        running_mean (Tensor): Shape ``(C,)``, updated in place.
-        running_var (Tensor): Shape ``(C,)``, updated in place with the
-            unbiased global variance.
-        weight (Tensor, optional): ``gamma``, shape ``(C,)``.
-        bias (Tensor, optional): ``beta``, shape ``(C,)``.
-        momentum (float): Running-statistics momentum.
-        eps (float): Added to the variance.
-
-    Returns:
-        Tensor: The batch-step output, shape and dtype of ``x``.
-    """
-    dtype = _stat_dtype(x)
-    channels = x.size(1)
-    count = x.numel() // channels
-    # a rank with an empty batch contributes zeros that stay in the graph,
-    # so it joins the backward all-reduces too
-    total = x.sum(_DIMS, dtype=dtype)
-    sums = differentiable_all_reduce(
-        torch.cat([total, total.new_full((1, ), float(count))]))
-    global_count = sums[-1]
-    if count <= 1:
-        # a global count of 1 implies a local count <= 1 on every rank, so
-        # all ranks raise together; larger local counts skip the host sync
-        _check_one_value(x, global_count)
-    mean = sums[:channels] / global_count
-    sq_total = (x - _per_channel(mean)).square().sum(_DIMS)
-    var = differentiable_all_reduce(sq_total) / global_count
-
-    with torch.no_grad():
-        unbiased = var * (global_count / (global_count - 1))
-        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-        running_var.lerp_(unbiased.to(running_var.dtype), momentum)
-
-    scale = torch.rsqrt(var + eps)
-    if weight is not None:
-        scale = scale * weight
-    shift = -mean * scale
-    if bias is not None:
-        shift = shift + bias
-    return torch.addcmul(
-        _per_channel(shift.to(x.dtype)), x, _per_channel(scale.to(x.dtype)))
+from .bcn_compiled import IMPLS, compiled_batch_channel_norm, select_impl
+from .bcn_function import BCNFunction
 
 
 def batch_channel_norm(input: Tensor,
@@ -200,13 +78,14 @@ def batch_channel_norm(input: Tensor,
                        estimate: bool = False,
                        momentum: float = 0.1,
                        eps: float = 1e-5,
-                       sync: bool = True) -> Tensor:
+                       sync: bool = True,
+                       impl: str = 'auto') -> Tensor:
     """Batch-Channel Normalization, functional form.
 
-    Runs the batch step (per channel, affine ``batch_weight``,
-    ``batch_bias``), then group normalization with the per-group affine
-    ``weight``, ``bias`` fused into one ``group_norm`` call. See the module
-    docstring for the formulas.
+    The batch step (per channel, affine ``batch_weight``, ``batch_bias``),
+    then group normalization with the per-group affine ``weight``,
+    ``bias``; see the module docstring for the formulas. Both are computed
+    at once in the closed form of :mod:`.bcn_function`.
 
     Statistics: in eval (``training=False``) the batch step normalizes with
     ``running_mean, running_var`` in either mode. In training,
@@ -219,11 +98,9 @@ def batch_channel_norm(input: Tensor,
     global batch (ranks may hold different batch sizes). Every rank must
     then call this function the same number of times, in the same order.
 
-    Precision: for half-precision inputs the statistics this function
-    computes itself (estimates, synchronized batch statistics) are
-    accumulated and kept in float32, as detectron2's NaiveSyncBatchNorm
-    does; ``F.batch_norm`` and ``group_norm`` accumulate in float32
-    internally. The output has the input's dtype.
+    Precision: for half-precision inputs all statistics are accumulated
+    and kept in float32, as detectron2's NaiveSyncBatchNorm does, and the
+    output is computed in float32 and rounded once to the input's dtype.
 
     Args:
         input (Tensor): Shape ``(N, C, H, W)``.
@@ -243,6 +120,10 @@ def batch_channel_norm(input: Tensor,
         eps (float): Added to the variances of both steps. Defaults to 1e-5.
         sync (bool): Synchronize the training statistics across processes.
             Defaults to True.
+        impl (str): ``'eager'``, ``'compile'`` (the fused tier, where the
+            call is not synchronized across processes) or ``'auto'``
+            (the fused tier on CUDA when Triton is available, else eager).
+            See :func:`.bcn_compiled.select_impl`. Defaults to ``'auto'``.
 
     Returns:
         Tensor: Shape ``(N, C, H, W)``, the dtype of ``input``.
@@ -251,39 +132,23 @@ def batch_channel_norm(input: Tensor,
         ValueError: With ``estimate=False`` in training, when the (global)
             batch has only one value per channel (BatchNorm's message).
     """
-    channels = input.size(1)
     distributed = training and sync and get_world_size() > 1
     if not training:
-        y = F.batch_norm(input, running_mean, running_var, batch_weight,
-                         batch_bias, False, 0.0, eps)
-    elif estimate:
-        mean, var = _estimate_update(input, running_mean, running_var,
-                                     momentum, distributed)
-        y = F.batch_norm(input, mean, var, batch_weight, batch_bias, False,
-                         0.0, eps)
-    elif distributed:
-        y = _sync_batch_norm(input, running_mean, running_var, batch_weight,
-                             batch_bias, momentum, eps)
+        mode = 'eval'
     else:
-        y = F.batch_norm(input, running_mean, running_var, batch_weight,
-                         batch_bias, True, momentum, eps)
-
-    # group affine (G,) -> per channel (C,), fused into group_norm; cast to
-    # the activation dtype, which CUDA group_norm requires
-    repeats = channels // num_groups
-    if weight is not None:
-        weight = weight.to(y.dtype).repeat_interleave(repeats)
-    if bias is not None:
-        bias = bias.to(y.dtype).repeat_interleave(repeats)
-    # torch.group_norm rather than F.group_norm: the latter refuses groups
-    # of one value even in eval, which a 1x1 map with C == G would hit; such
-    # a group normalizes to 0 (up to rounding).
-    return torch.group_norm(y, num_groups, weight, bias, eps,
-                            torch.backends.cudnn.enabled)
+        mode = 'estimate' if estimate else 'batch'
+    if select_impl(impl, input, distributed) == 'compile':
+        return compiled_batch_channel_norm(input, num_groups, running_mean,
+                                           running_var, weight, bias,
+                                           batch_weight, batch_bias, mode,
+                                           momentum, eps)
+    return BCNFunction.apply(input, weight, bias, batch_weight, batch_bias,
+                             running_mean, running_var, num_groups, mode,
+                             momentum, eps, distributed)
 
 
-def _check_args(num_features, num_groups, eps, momentum, estimate,
-                sync) -> None:
+def _check_args(num_features, num_groups, eps, momentum, estimate, sync,
+                impl) -> None:
     """Validate :class:`BCN`'s arguments, naming the culprit."""
     for name, value in (('num_features', num_features), ('num_groups',
                                                          num_groups)):
@@ -308,6 +173,8 @@ def _check_args(num_features, num_groups, eps, momentum, estimate,
         if not isinstance(value, bool):
             raise TypeError(f'BCN: {name} must be a bool, got {value!r} '
                             f'({type(value).__name__})')
+    if impl not in IMPLS:
+        raise ValueError(f'BCN: impl must be one of {IMPLS}, got {impl!r}')
 
 
 class _BatchStep(nn.BatchNorm2d):
@@ -378,6 +245,11 @@ class BCN(nn.GroupNorm):
         sync (bool): Compute the training statistics over the global batch
             when ``torch.distributed`` runs several processes. Defaults to
             True.
+        impl (str): ``'auto'`` (default: the fused tier on CUDA with
+            Triton, the eager tier elsewhere), ``'eager'`` or
+            ``'compile'``. Both compute the same function; see
+            :func:`batch_channel_norm`. Not saved in the state dict, so a
+            checkpoint loads into either.
         device (torch.device, optional): Device of the parameters.
         dtype (torch.dtype, optional): Dtype of the parameters.
 
@@ -400,9 +272,11 @@ class BCN(nn.GroupNorm):
                  momentum: float = 0.1,
                  estimate: bool = False,
                  sync: bool = True,
+                 impl: str = 'auto',
                  device=None,
                  dtype=None) -> None:
-        _check_args(num_features, num_groups, eps, momentum, estimate, sync)
+        _check_args(num_features, num_groups, eps, momentum, estimate, sync,
+                    impl)
         # nn.GroupNorm.__init__ would create (C,)-shaped affine parameters
         nn.Module.__init__(self)
         factory_kwargs = {'device': device, 'dtype': dtype}
@@ -412,6 +286,7 @@ class BCN(nn.GroupNorm):
         self.affine = True
         self.estimate = estimate
         self.sync = sync
+        self.impl = impl
         self.weight = nn.Parameter(torch.empty(num_groups, **factory_kwargs))
         self.bias = nn.Parameter(torch.empty(num_groups, **factory_kwargs))
         self.pbn = _BatchStep(
@@ -491,7 +366,8 @@ class BCN(nn.GroupNorm):
             estimate=self.estimate,
             momentum=momentum if momentum is not None else 0.0,
             eps=self.eps,
-            sync=self.sync)
+            sync=self.sync,
+            impl=self.impl)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys,
@@ -510,4 +386,5 @@ class BCN(nn.GroupNorm):
     def extra_repr(self) -> str:
         return (f'{self.num_channels}, num_groups={self.num_groups}, '
                 f'eps={self.eps}, momentum={self.momentum}, '
-                f'estimate={self.estimate}, sync={self.sync}')
+                f'estimate={self.estimate}, sync={self.sync}, '
+                f'impl={self.impl!r}')

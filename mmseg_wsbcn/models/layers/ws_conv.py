@@ -32,9 +32,10 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 from torch.nn.common_types import _size_2_t
 
 __all__ = ['weight_standardize', 'WSConv2d', 'fold_ws_conv']
@@ -78,29 +79,64 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+class _Standardize(Function):
+    """``W_hat = (W - mu) * r`` per row of a ``(O, n)`` weight, with
+    ``r = 1 / (std + eps)`` (``'std'``) or ``1 / sqrt(var + eps)``
+    (``'var'``), and the backward pass written out.
+
+    With ``g`` the gradient of ``W_hat``, ``g_bar`` its row mean and
+    ``k = sum(g * W_hat) / (n - 1)`` per row, the gradient of ``W`` is::
+
+        'var':  r * (g - g_bar - W_hat * k)
+        'std':  r * (g - g_bar - W_hat * k * (std + eps) / std)
+
+    (the ``mu`` term vanishes because ``W_hat`` has zero row mean). For a
+    constant row (``std = 0``) the ``'std'`` correction is taken as 0, its
+    limit, so the gradient is the finite ``(g - g_bar) / eps``.
+    """
+
+    @staticmethod
+    def forward(ctx, w: Tensor, eps: float, mode: str) -> Tensor:
+        n = w.size(1)
+        centred = w - w.mean(1, keepdim=True)
+        std = torch.linalg.vector_norm(
+            centred, dim=1, keepdim=True) / math.sqrt(n - 1)
+        if mode == 'var':
+            scale = torch.rsqrt(std.square() + eps)
+        else:
+            scale = (std + eps).reciprocal()
+        w_hat = centred.mul_(scale)
+        ctx.save_for_backward(w_hat, scale, std)
+        ctx.mode = mode
+        return w_hat
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        w_hat, scale, std = ctx.saved_tensors
+        n = w_hat.size(1)
+        k = torch.linalg.vecdot(grad, w_hat, dim=1).unsqueeze(1) / (n - 1)
+        if ctx.mode == 'std':
+            k = torch.where(std > 0, k / (scale * std), 0.)
+        grad_w = grad - grad.mean(1, keepdim=True)
+        grad_w.addcmul_(w_hat, k, value=-1).mul_(scale)
+        return grad_w, None, None
+
+
 def weight_standardize(weight: Tensor,
                        eps: float = 1e-5,
                        mode: str = 'var') -> Tensor:
     """Standardize a conv weight per output channel.
 
-    See the module docstring for the two forms. ``var`` runs as a single
-    fused ``F.batch_norm`` over the weight reshaped to ``(1, O, n)``.
-    ``batch_norm`` divides by ``sqrt(var_biased + eps')`` with
-    ``var_biased = var_unbiased * (n - 1) / n``, so with
-    ``eps' = eps * (n - 1) / n``::
-
-        sqrt(var_unbiased + eps) = sqrt(n / (n - 1)) * sqrt(var_biased + eps')
-        W_hat = sqrt((n - 1) / n) * batch_norm(W, eps=eps')
-
-    ``std`` keeps ``eps`` outside the square root, which ``batch_norm``
-    cannot express; it runs in two passes, the mean and then the unbiased
-    variance of the centred weight, and multiplies the centred weight by
-    the per-channel reciprocal ``1 / (std + eps)``. Its square root is
-    taken of the variance clamped to the smallest normal number of the
-    dtype, which changes no forward value (``sqrt(tiny)`` is ~1e-19, far
-    below ``eps``) but gives a constant filter (zero variance) its true,
-    finite gradient ``(g - mean(g)) / eps`` instead of ``0 * inf = NaN``.
-    In ``var`` mode that gradient is ``(g - mean(g)) / sqrt(eps)``.
+    See the module docstring for the two forms. Both run as one autograd
+    function over the weight viewed as ``(O, n)``: the forward pass centres
+    the rows (one new tensor, then scaled in place), takes the unbiased std
+    from the row norms of the centred weight (no cancellation), and saves
+    only ``W_hat`` and two per-row numbers; the backward pass is the closed
+    form of :class:`_Standardize`, two row reductions and one elementwise
+    pass. For a constant filter (zero variance) the gradient is the finite
+    ``(g - mean(g)) / eps`` (``std``) or ``(g - mean(g)) / sqrt(eps)``
+    (``var``), not ``NaN``.
 
     The statistics are always computed in float32 (float64 for a float64
     weight) with autocast disabled, so mixed precision training sees the
@@ -130,29 +166,8 @@ def weight_standardize(weight: Tensor,
     out_dtype = weight.dtype
     calc_dtype = torch.float64 if out_dtype == torch.float64 else torch.float32
     with _autocast_off(weight.device.type):
-        w = weight.to(calc_dtype).reshape(1, weight.shape[0], n)
-        if mode == 'var':
-            # the sqrt((n-1)/n) rescale rides in batch_norm's affine weight
-            # (one fused kernel, no extra full-size multiply)
-            scale = w.new_full((weight.shape[0], ), math.sqrt((n - 1) / n))
-            w_hat = F.batch_norm(
-                w,
-                None,
-                None,
-                scale,
-                None,
-                training=True,
-                momentum=0.,
-                eps=eps * (n - 1) / n)
-        else:
-            # two passes: torch.var_mean is slow on CPU for this shape
-            mean = w.mean(dim=2, keepdim=True)
-            centered = w - mean
-            var = centered.square().sum(dim=2, keepdim=True) / (n - 1)
-            std = var.clamp_min(torch.finfo(calc_dtype).tiny).sqrt()
-            # multiply by a (1, O, 1) reciprocal: a cheaper backward than
-            # a broadcast division
-            w_hat = centered * (std + eps).reciprocal()
+        w = weight.to(calc_dtype).reshape(weight.shape[0], n)
+        w_hat = _Standardize.apply(w, eps, mode)
     return w_hat.reshape(weight.shape).to(out_dtype)
 
 
@@ -160,8 +175,11 @@ def weight_standardize(weight: Tensor,
 class WSConv2d(nn.Conv2d):
     """Conv2d with Weight Standardization (Qiao et al., arXiv:1903.10520).
 
-    Runs :func:`weight_standardize` on ``self.weight`` at every forward and
-    convolves with the result; the bias (if any) is used as is. The
+    Convolves with :func:`weight_standardize` of ``self.weight``; the bias
+    (if any) is used as is. In training ``W_hat`` is computed at every
+    forward; in eval mode without a gradient to the weight it is cached
+    until the weight changes (:meth:`standardized_weight`), so evaluation
+    costs what a plain conv costs. The
     signature mirrors ``nn.Conv2d`` plus the keyword-only ``eps`` and
     ``mode``, so ``mmcv.cnn.build_conv_layer(dict(type='WSConv2d'), ...)``
     swaps it in for any conv. Parameters and state-dict keys are those of
@@ -235,6 +253,8 @@ class WSConv2d(nn.Conv2d):
         _check_fan_in(self.weight.shape)
         self.eps = eps
         self.mode = mode
+        # (key, W_hat) of the last eval-mode call; see standardized_weight
+        self._ws_cache: Optional[Tuple[tuple, Tensor]] = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Convolve ``x`` with the standardized weight.
@@ -254,8 +274,46 @@ class WSConv2d(nn.Conv2d):
                 f'{self.__class__.__name__} expected in_channels='
                 f'{self.in_channels}, got an input with {x.shape[1]} '
                 f'channels (shape {tuple(x.shape)})')
-        weight = weight_standardize(self.weight, self.eps, self.mode)
-        return self._conv_forward(x, weight, self.bias)
+        return self._conv_forward(x, self.standardized_weight(), self.bias)
+
+    def standardized_weight(self) -> Tensor:
+        """``W_hat``, from the cache when no gradient can reach the weight.
+
+        In training mode, or whenever autograd records the weight (grad
+        mode on and ``weight.requires_grad``), ``W_hat`` is computed at
+        every call. Otherwise (eval and inference) the last ``W_hat`` is
+        reused as long as the weight is the same tensor, unchanged:
+        the cache is keyed by the parameter object, its storage, dtype,
+        device and shape, and its version counter, which every in-place
+        change through the parameter bumps (``weight.mul_()``,
+        ``weight.copy_()``, ``load_state_dict``, optimizer steps). Changes
+        through ``weight.data`` bypass version counters (PyTorch's own
+        rule), so after such an edit call :meth:`train` (or
+        ``model.train(); model.eval()``), which clears the cache.
+
+        Returns:
+            Tensor: The standardized weight, shape of ``self.weight``.
+        """
+        weight = self.weight
+        if self.training or (torch.is_grad_enabled()
+                             and weight.requires_grad):
+            self._ws_cache = None
+            return weight_standardize(weight, self.eps, self.mode)
+        key = (id(weight), weight.data_ptr(), weight._version, weight.dtype,
+               weight.device, weight.shape, self.eps, self.mode,
+               torch.is_inference_mode_enabled())
+        cache = self.__dict__.get('_ws_cache')
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cache = (key, weight_standardize(weight, self.eps, self.mode))
+            self._ws_cache = cache
+        return cache[1]
+
+    def train(self, mode: bool = True) -> 'WSConv2d':
+        """Set the mode (``nn.Module.train``) and drop the cached
+        ``W_hat``."""
+        self._ws_cache = None
+        return super().train(mode)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, eps={self.eps}, mode={self.mode!r}'
