@@ -64,6 +64,7 @@ SHAPES: Dict[str, Tuple[Tuple[int, int, int, int], int]] = {
     's1': ((64, 64, 3, 128), 64),
     's2': ((256, 512, 1, 64), 512),
     's3': ((512, 512, 3, 32), 512),
+    'tiny': ((32, 64, 3, 8), 64),  # a smoke-test shape, not ResNet's
 }
 
 
@@ -275,19 +276,31 @@ def conv_rows(shape: str, batch: int, device: torch.device, warmup: int,
     return rows
 
 
-def norm_rows(shape: str, batch: int, device: torch.device, warmup: int,
-              repeats: int) -> List[Row]:
-    """Time BCN and its baselines at ``shape``."""
+def norm_rows(shape: str,
+              batch: int,
+              device: torch.device,
+              warmup: int,
+              repeats: int,
+              impls: Sequence[str] = ('eager', )) -> List[Row]:
+    """Time BCN (each tier of ``impls``) and its baselines at ``shape``."""
     (_, _, _, size), channels = SHAPES[shape]
-    layers = {
-        'BCN(est=False)': BCN(channels, GROUPS, estimate=False),
-        'BCN(est=True)': BCN(channels, GROUPS, estimate=True),
-        'authors(est=False)': AuthorsBCN(channels, GROUPS, estimate=False),
-        'authors(est=True)': AuthorsBCN(channels, GROUPS, estimate=True),
-        'GroupNorm': nn.GroupNorm(GROUPS, channels),
-        'BatchNorm2d': nn.BatchNorm2d(channels),
-        'BatchNorm2d (A/A)': nn.BatchNorm2d(channels),
-    }
+    layers = {}
+    for impl in impls:
+        for est in (False, True):
+            layers[_bcn_name(est, impl)] = BCN(
+                channels, GROUPS, estimate=est, impl=impl)
+    layers.update({
+        'authors(est=False)':
+        AuthorsBCN(channels, GROUPS, estimate=False),
+        'authors(est=True)':
+        AuthorsBCN(channels, GROUPS, estimate=True),
+        'GroupNorm':
+        nn.GroupNorm(GROUPS, channels),
+        'BatchNorm2d':
+        nn.BatchNorm2d(channels),
+        'BatchNorm2d (A/A)':
+        nn.BatchNorm2d(channels),
+    })
     for layer in layers.values():
         layer.to(device).train()
     torch.manual_seed(0)
@@ -297,12 +310,81 @@ def norm_rows(shape: str, batch: int, device: torch.device, warmup: int,
     ms = time_group(layers, x, grad, warmup, repeats)
     label = f'({batch}, {channels}, {size}, {size})'
     rows = []
-    for est in (False, True):
-        name = f'BCN(est={est})'
-        for baseline in (f'authors(est={est})', 'GroupNorm', 'BatchNorm2d'):
-            rows.append((name, label, baseline, ms[name], ms[baseline]))
+    for impl in impls:
+        for est in (False, True):
+            name = _bcn_name(est, impl)
+            baselines = ('GroupNorm', ) if impl != 'eager' else (
+                f'authors(est={est})', 'GroupNorm', 'BatchNorm2d')
+            for baseline in baselines:
+                rows.append((name, label, baseline, ms[name], ms[baseline]))
     rows.append(('BatchNorm2d', label, 'BatchNorm2d (A/A)', ms['BatchNorm2d'],
                  ms['BatchNorm2d (A/A)']))
+    return rows
+
+
+def _bcn_name(estimate: bool, impl: str) -> str:
+    return (f'BCN(est={estimate})'
+            if impl == 'eager' else f'BCN(est={estimate}, {impl})')
+
+
+def time_forward(layers: Dict[str, nn.Module], x: Tensor, warmup: int,
+                 repeats: int) -> Dict[str, float]:
+    """Median milliseconds of an eval forward (no grad), interleaved."""
+    times: Dict[str, List[float]] = {name: [] for name in layers}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for layer in layers.values():
+                layer(x)
+        order = list(layers.items())
+        for i in range(repeats):
+            for name, layer in order if i % 2 == 0 else order[::-1]:
+                _sync(x.device)
+                start = time.perf_counter()
+                layer(x)
+                _sync(x.device)
+                times[name].append(time.perf_counter() - start)
+    return {
+        name: 1e3 * statistics.median(values)
+        for name, values in times.items()
+    }
+
+
+def eval_rows(shape: str, batch: int, device: torch.device, warmup: int,
+              repeats: int) -> List[Row]:
+    """Eval-mode forwards (no grad): BCN against GroupNorm, and WS convs
+    (their standardized weight cached) against ``nn.Conv2d``."""
+    (c_in, c_out, k, size), channels = SHAPES[shape]
+    torch.manual_seed(0)
+    bcn = BCN(channels, GROUPS, estimate=True)
+    with torch.no_grad():  # running statistics of a trained layer
+        bcn.pbn.running_mean.normal_()
+        bcn.pbn.running_var.uniform_(0.5, 2)
+    norms = {'BCN eval': bcn, 'GroupNorm eval': nn.GroupNorm(GROUPS, channels)}
+    for layer in norms.values():
+        layer.to(device).eval()
+    x = torch.randn(batch, channels, size, size, device=device)
+    ms = time_forward(norms, x, warmup, repeats)
+    label = f'({batch}, {channels}, {size}, {size})'
+    rows = [('BCN eval', label, 'GroupNorm eval', ms['BCN eval'],
+             ms['GroupNorm eval'])]
+
+    args = (c_in, c_out, k)
+    kwargs = dict(padding=k // 2, bias=False)
+    base = nn.Conv2d(*args, **kwargs)
+    convs = {
+        'WSConv2d(var) eval': WSConv2d(*args, **kwargs, mode='var'),
+        'WSConv2d(std) eval': WSConv2d(*args, **kwargs, mode='std'),
+        'Conv2d eval': nn.Conv2d(*args, **kwargs),
+    }
+    for layer in convs.values():
+        layer.load_state_dict(base.state_dict())
+        layer.to(device).eval()
+    x = torch.randn(batch, c_in, size, size, device=device)
+    ms = time_forward(convs, x, warmup, repeats)
+    label = f'{c_in}->{c_out} {k}x{k} @{size}'
+    for mode in ('var', 'std'):
+        name = f'WSConv2d({mode}) eval'
+        rows.append((name, label, 'Conv2d eval', ms[name], ms['Conv2d eval']))
     return rows
 
 
@@ -348,14 +430,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--shapes',
         nargs='+',
         choices=sorted(SHAPES),
-        default=sorted(SHAPES),
-        help='which stage shapes to run (default: all)')
+        default=['s1', 's2', 's3'],
+        help="which stage shapes to run (default: s1 s2 s3; 'tiny' is a "
+        'smoke-test shape)')
     parser.add_argument(
         '--layers',
         nargs='+',
-        choices=('conv', 'norm'),
-        default=('conv', 'norm'),
-        help='which layer kinds to run (default: both)')
+        choices=('conv', 'norm', 'eval'),
+        default=('conv', 'norm', 'eval'),
+        help='which row groups to run: training conv and norm layers, '
+        'eval forwards (default: all)')
+    parser.add_argument(
+        '--impls',
+        nargs='+',
+        choices=('eager', 'compile'),
+        default=('eager', ),
+        help="BCN's tiers to time (default: eager; 'compile' is the fused "
+        'tier, torch.compile)')
     parser.add_argument('--batch', type=int, default=2, help='batch size')
     parser.add_argument(
         '--device', default='cpu', help="'cpu' (default) or e.g. 'cuda'")
@@ -371,16 +462,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
           f'{torch.get_num_threads()} threads, batch {args.batch}, '
           f'{args.warmup} warmup + {args.repeats} timed steps, '
           'forward + backward, median ms')
-    runners: List[Callable[..., List[Row]]] = []
-    if 'conv' in args.layers:
-        runners.append(conv_rows)
-    if 'norm' in args.layers:
-        runners.append(norm_rows)
     rows: List[Row] = []
-    for runner in runners:
-        for shape in args.shapes:
-            rows += runner(shape, args.batch, device, args.warmup,
-                           args.repeats)
+    for shape in args.shapes:
+        common = (shape, args.batch, device, args.warmup, args.repeats)
+        if 'conv' in args.layers:
+            rows += conv_rows(*common)
+        if 'norm' in args.layers:
+            rows += norm_rows(*common, impls=args.impls)
+        if 'eval' in args.layers:
+            rows += eval_rows(*common)
     print(format_table(rows))
 
 

@@ -63,7 +63,7 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from .bcn_compiled import IMPLS, compiled_batch_channel_norm, select_impl
-from .bcn_function import BCNFunction
+from .bcn_function import BCNFunction, bcn_inference
 
 
 def batch_channel_norm(input: Tensor,
@@ -137,6 +137,11 @@ def batch_channel_norm(input: Tensor,
         mode = 'eval'
     else:
         mode = 'estimate' if estimate else 'batch'
+    if mode == 'eval' and not (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad
+            for t in (input, weight, bias, batch_weight, batch_bias))):
+        return bcn_inference(input, weight, bias, batch_weight, batch_bias,
+                             running_mean, running_var, num_groups, eps)
     if select_impl(impl, input, distributed) == 'compile':
         return compiled_batch_channel_norm(input, num_groups, running_mean,
                                            running_var, weight, bias,

@@ -29,8 +29,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .bcn_function import (BCNFunction, batch_statistics,
-                           group_coefficients, stat_dtype)
+from .bcn_function import (BCNFunction, batch_statistics, group_coefficients,
+                           stat_dtype)
 
 __all__ = ['IMPLS', 'select_impl', 'compiled_batch_channel_norm']
 
@@ -104,9 +104,8 @@ def closed_form(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
         var = torch.lerp(var, second, momentum)
     co = group_coefficients(m, v, mean, var, weight, bias, batch_weight,
                             batch_bias, num_groups, eps)
-    out = (xs - m[..., None, None]) * co.A[..., None, None] + co.D[...,
-                                                                  None,
-                                                                  None]
+    out = (xs - m[..., None, None]) * co.A[..., None, None] + co.D[..., None,
+                                                                   None]
     return out.to(x.dtype), mean.detach(), var.detach()
 
 
@@ -159,8 +158,8 @@ def compiled_batch_channel_norm(x: Tensor, num_groups: int,
         if mode == 'batch':
             count = size[0] * hw
             running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-            running_var.lerp_((var * (count / (count - 1))).to(
-                running_var.dtype), momentum)
+            running_var.lerp_(
+                (var * (count / (count - 1))).to(running_var.dtype), momentum)
         elif mode == 'estimate':
             running_mean.copy_(mean)
             running_var.copy_(var)

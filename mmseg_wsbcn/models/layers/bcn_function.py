@@ -51,9 +51,8 @@ from torch.autograd.function import once_differentiable
 from .ws_conv import _autocast_off
 
 __all__ = [
-    'stat_dtype', 'channel_moments', 'batch_statistics',
-    'estimate_statistics', 'Coefficients', 'group_coefficients',
-    'BCNFunction'
+    'stat_dtype', 'channel_moments', 'batch_statistics', 'estimate_statistics',
+    'Coefficients', 'group_coefficients', 'bcn_inference', 'BCNFunction'
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -67,10 +66,10 @@ def stat_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
-def channel_moments(
-        x: Tensor,
-        eps: float,
-        precise: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def channel_moments(x: Tensor,
+                    eps: float,
+                    precise: bool = False
+                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-``(sample, channel)`` moments of ``x``, in one fused pass.
 
     Args:
@@ -94,8 +93,8 @@ def channel_moments(
     dtype = stat_dtype(x)
     if x.numel() == 0:
         zeros = x.new_zeros((n, c), dtype=dtype)
-        return (x.new_empty(x.shape, dtype=dtype), zeros, zeros.clone(),
-                zeros + 1)
+        return (x.new_empty(x.shape,
+                            dtype=dtype), zeros, zeros.clone(), zeros + 1)
     xs = x if x.dtype == dtype else x.to(dtype)
     xn, mean, rstd = torch.native_group_norm(xs, None, None, n, c, h * w, c,
                                              eps)
@@ -135,8 +134,8 @@ def _affine_reductions(grad: Tensor, x: Tensor, m: Tensor,
 
 
 def batch_statistics(m: Tensor, v: Tensor, hw: int, sync: bool,
-                     size: torch.Size) -> Tuple[Tensor, Tensor, Union[int,
-                                                                    Tensor]]:
+                     size: torch.Size
+                     ) -> Tuple[Tensor, Tensor, Union[int, Tensor]]:
     """Batch mean and biased variance per channel, from ``m, v``.
 
     Args:
@@ -310,6 +309,41 @@ def _per_sample_channel(t: Tensor, dtype: torch.dtype) -> Tensor:
     return t.to(dtype).view(*t.shape, 1, 1)
 
 
+def bcn_inference(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                  batch_weight: Optional[Tensor], batch_bias: Optional[Tensor],
+                  running_mean: Tensor, running_var: Tensor, num_groups: int,
+                  eps: float) -> Tensor:
+    """BCN in eval mode without autograd: the closed form's forward only.
+
+    What :class:`BCNFunction` computes with ``mode='eval'``, for calls that
+    need no gradient (``torch.no_grad()``, inference), without the autograd
+    function's bookkeeping.
+
+    Args:
+        x (Tensor): Input, ``(N, C, H, W)``.
+        weight, bias (Tensor, optional): Group affine, ``(G,)``.
+        batch_weight, batch_bias (Tensor, optional): Batch-step affine,
+            ``(C,)``.
+        running_mean, running_var (Tensor): The batch step's statistics,
+            ``(C,)``.
+        num_groups (int): ``G``.
+        eps (float): Added to both variances.
+
+    Returns:
+        Tensor: Shape and dtype of ``x``.
+    """
+    with _autocast_off(x.device.type):
+        xn, m, v, rstd = channel_moments(x.contiguous(), eps)
+        dtype = m.dtype
+        co = group_coefficients(m, v, running_mean.to(dtype),
+                                running_var.to(dtype), _to(weight, dtype),
+                                _to(bias, dtype), _to(batch_weight, dtype),
+                                _to(batch_bias, dtype), num_groups, eps)
+        scale = _per_sample_channel(co.A.div_(rstd), dtype)
+        return xn.mul_(scale).add_(_per_sample_channel(co.D,
+                                                       dtype)).to(x.dtype)
+
+
 class BCNFunction(Function):
     """BCN forward and backward in the closed form (eager tier).
 
@@ -340,8 +374,7 @@ class BCNFunction(Function):
                 with torch.no_grad():
                     unbiased = var * (count / (count - 1))
                     running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-                    running_var.lerp_(
-                        unbiased.to(running_var.dtype), momentum)
+                    running_var.lerp_(unbiased.to(running_var.dtype), momentum)
             elif mode == 'estimate':
                 mean, var = estimate_statistics(m, v, hw, running_mean,
                                                 running_var, momentum, sync,
@@ -430,6 +463,6 @@ class BCNFunction(Function):
                 grad_x.add_(_per_sample_channel(q, dtype))
                 grad_x = grad_x.to(x.dtype)
         return (grad_x, _to(grad_weight, w_dtype), _to(grad_bias, b_dtype),
-                _to(grad_batch_weight, bw_dtype),
-                _to(grad_batch_bias, bb_dtype), None, None, None, None, None,
-                None, None)
+                _to(grad_batch_weight, bw_dtype), _to(grad_batch_bias,
+                                                      bb_dtype), None, None,
+                None, None, None, None, None)

@@ -32,6 +32,7 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 from torch.autograd import Function
@@ -79,6 +80,39 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def _standardize_rows(w: Tensor, eps: float,
+                      mode: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``W_hat`` of a ``(O, n)`` weight, and the per-row statistics.
+
+    Returns:
+        tuple: ``W_hat`` (a new tensor), the row means, the row scales
+        ``r`` (``1 / (std + eps)`` or ``1 / sqrt(var + eps)``) and the row
+        stds, each ``(O, 1)``; ``W_hat = (w - mean) * r``.
+    """
+    n = w.size(1)
+    mean = w.mean(1, keepdim=True)
+    centred = w - mean
+    std = torch.linalg.vector_norm(
+        centred, dim=1, keepdim=True) / math.sqrt(n - 1)
+    if mode == 'var':
+        scale = torch.rsqrt(std.square() + eps)
+    else:
+        scale = (std + eps).reciprocal()
+    return centred.mul_(scale), mean, scale, std
+
+
+def _standardize_backward_(grad: Tensor, w_hat: Tensor, scale: Tensor,
+                           std: Tensor, mode: str) -> Tensor:
+    """The gradient of ``W`` from that of ``W_hat``, written over ``grad``
+    (``(O, n)``, a tensor the caller owns); see :class:`_Standardize`."""
+    n = w_hat.size(1)
+    k = torch.linalg.vecdot(grad, w_hat, dim=1).unsqueeze(1) / (n - 1)
+    if mode == 'std':
+        k = torch.where(std > 0, k / (scale * std), 0.)
+    grad.sub_(grad.mean(1, keepdim=True))
+    return grad.addcmul_(w_hat, k, value=-1).mul_(scale)
+
+
 class _Standardize(Function):
     """``W_hat = (W - mu) * r`` per row of a ``(O, n)`` weight, with
     ``r = 1 / (std + eps)`` (``'std'``) or ``1 / sqrt(var + eps)``
@@ -97,15 +131,7 @@ class _Standardize(Function):
 
     @staticmethod
     def forward(ctx, w: Tensor, eps: float, mode: str) -> Tensor:
-        n = w.size(1)
-        centred = w - w.mean(1, keepdim=True)
-        std = torch.linalg.vector_norm(
-            centred, dim=1, keepdim=True) / math.sqrt(n - 1)
-        if mode == 'var':
-            scale = torch.rsqrt(std.square() + eps)
-        else:
-            scale = (std + eps).reciprocal()
-        w_hat = centred.mul_(scale)
+        w_hat, _, scale, std = _standardize_rows(w, eps, mode)
         ctx.save_for_backward(w_hat, scale, std)
         ctx.mode = mode
         return w_hat
@@ -114,13 +140,75 @@ class _Standardize(Function):
     @once_differentiable
     def backward(ctx, grad: Tensor):
         w_hat, scale, std = ctx.saved_tensors
-        n = w_hat.size(1)
-        k = torch.linalg.vecdot(grad, w_hat, dim=1).unsqueeze(1) / (n - 1)
-        if ctx.mode == 'std':
-            k = torch.where(std > 0, k / (scale * std), 0.)
-        grad_w = grad - grad.mean(1, keepdim=True)
-        grad_w.addcmul_(w_hat, k, value=-1).mul_(scale)
+        grad_w = _standardize_backward_(grad.clone(), w_hat, scale, std,
+                                        ctx.mode)
         return grad_w, None, None
+
+
+def _calc_dtype(weight: Tensor) -> torch.dtype:
+    """Float64 for a float64 weight, else float32."""
+    return torch.float64 if weight.dtype == torch.float64 else torch.float32
+
+
+class _WSConv2dFunction(Function):
+    """WS then ``conv2d``, keeping only the input, the raw weight and the
+    per-row statistics for the backward pass.
+
+    The forward pass standardizes the weight, convolves and frees
+    ``W_hat``; the backward pass recomputes ``W_hat`` from the saved row
+    means and scales (bitwise the same values), runs the convolution's
+    backward, and turns the gradient of ``W_hat`` into that of ``W`` in
+    place. Training then holds no second copy of the conv weights. Under
+    autocast the conv runs in the autocast dtype, as ``F.conv2d`` would,
+    and the standardization in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                eps: float, mode: str, stride, padding, dilation,
+                groups: int) -> Tensor:
+        device_type = x.device.type
+        cast = (
+            torch.get_autocast_dtype(device_type)
+            if torch.is_autocast_enabled(device_type) else None)
+        with _autocast_off(device_type):
+            w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
+            w_hat, mean, scale, std = _standardize_rows(w, eps, mode)
+            w_hat = w_hat.view(
+                weight.shape).to(weight.dtype if cast is None else cast)
+            if cast is not None:
+                x = x.to(cast)
+                bias = None if bias is None else bias.to(cast)
+            out = F.conv2d(x, w_hat, bias, stride, padding, dilation, groups)
+        ctx.save_for_backward(x, weight, mean, scale, std)
+        ctx.conf = (mode, stride, padding, dilation, groups, cast,
+                    None if bias is None else bias.dtype)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, weight, mean, scale, std = ctx.saved_tensors
+        mode, stride, padding, dilation, groups, cast, bias_dtype = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        with _autocast_off(x.device.type):
+            w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
+            w_hat = (w - mean).mul_(scale)
+            conv_w = w_hat.view(
+                weight.shape).to(weight.dtype if cast is None else cast)
+            grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad.to(x.dtype), x, conv_w,
+                None if bias_dtype is None else [weight.size(0)], list(stride),
+                list(padding), list(dilation), False, [0, 0], groups,
+                [need_x, need_w, need_b and bias_dtype is not None])
+            if need_w:
+                grad_w = grad_w.to(w_hat.dtype).reshape(w_hat.shape)
+                grad_w = _standardize_backward_(grad_w, w_hat, scale, std,
+                                                mode)
+                grad_w = grad_w.view(weight.shape).to(weight.dtype)
+            if grad_b is not None:
+                grad_b = grad_b.to(bias_dtype)
+        return (grad_x, grad_w, grad_b, None, None, None, None, None, None)
 
 
 def weight_standardize(weight: Tensor,
@@ -164,9 +252,8 @@ def weight_standardize(weight: Tensor,
     _check_eps_mode(eps, mode)
     n = _check_fan_in(weight.shape)
     out_dtype = weight.dtype
-    calc_dtype = torch.float64 if out_dtype == torch.float64 else torch.float32
     with _autocast_off(weight.device.type):
-        w = weight.to(calc_dtype).reshape(weight.shape[0], n)
+        w = weight.to(_calc_dtype(weight)).reshape(weight.shape[0], n)
         w_hat = _Standardize.apply(w, eps, mode)
     return w_hat.reshape(weight.shape).to(out_dtype)
 
@@ -274,7 +361,25 @@ class WSConv2d(nn.Conv2d):
                 f'{self.__class__.__name__} expected in_channels='
                 f'{self.in_channels}, got an input with {x.shape[1]} '
                 f'channels (shape {tuple(x.shape)})')
+        weight = self.weight
+        if self.training or (torch.is_grad_enabled() and weight.requires_grad):
+            self._ws_cache = None
+            if not isinstance(self.padding, str):
+                return self._ws_conv_forward(x)
         return self._conv_forward(x, self.standardized_weight(), self.bias)
+
+    def _ws_conv_forward(self, x: Tensor) -> Tensor:
+        """Training: :class:`_WSConv2dFunction` (no ``W_hat`` kept)."""
+        padding = self.padding
+        if self.padding_mode != 'zeros':
+            x = F.pad(
+                x,
+                self._reversed_padding_repeated_twice,
+                mode=self.padding_mode)
+            padding = (0, 0)
+        return _WSConv2dFunction.apply(x, self.weight, self.bias, self.eps,
+                                       self.mode, self.stride, padding,
+                                       self.dilation, self.groups)
 
     def standardized_weight(self) -> Tensor:
         """``W_hat``, from the cache when no gradient can reach the weight.
@@ -288,15 +393,14 @@ class WSConv2d(nn.Conv2d):
         change through the parameter bumps (``weight.mul_()``,
         ``weight.copy_()``, ``load_state_dict``, optimizer steps). Changes
         through ``weight.data`` bypass version counters (PyTorch's own
-        rule), so after such an edit call :meth:`train` (or
-        ``model.train(); model.eval()``), which clears the cache.
+        rule), so after such an edit call ``train()`` (then ``eval()``),
+        which clears the cache.
 
         Returns:
             Tensor: The standardized weight, shape of ``self.weight``.
         """
         weight = self.weight
-        if self.training or (torch.is_grad_enabled()
-                             and weight.requires_grad):
+        if self.training or (torch.is_grad_enabled() and weight.requires_grad):
             self._ws_cache = None
             return weight_standardize(weight, self.eps, self.mode)
         key = (id(weight), weight.data_ptr(), weight._version, weight.dtype,
@@ -310,9 +414,10 @@ class WSConv2d(nn.Conv2d):
         return cache[1]
 
     def train(self, mode: bool = True) -> 'WSConv2d':
-        """Set the mode (``nn.Module.train``) and drop the cached
-        ``W_hat``."""
-        self._ws_cache = None
+        """Set the mode (``nn.Module.train``); entering training mode drops
+        the cached ``W_hat``, which training never uses."""
+        if mode:
+            self._ws_cache = None
         return super().train(mode)
 
     def extra_repr(self) -> str:

@@ -501,9 +501,9 @@ def test_registry_child_scope():
 def _expected(conv, x):
     """The conv with the float64 reference standardization of its weight
     as it is now."""
-    return F.conv2d(x.double(), ref_ws(conv.weight.detach().double(),
-                                       conv.eps, conv.mode), None,
-                    conv.stride, conv.padding)
+    return F.conv2d(x.double(),
+                    ref_ws(conv.weight.detach().double(), conv.eps, conv.mode),
+                    None, conv.stride, conv.padding)
 
 
 @pytest.fixture
@@ -601,3 +601,98 @@ def test_cache_under_inference_mode_then_grad():
         conv(x.detach())
     conv(x).sum().backward()
     assert x.grad is not None
+
+
+# ------------------------------------------------- training path (fused)
+def _ref_ws_conv64(x, weight, bias, conv):
+    """Float64 WS conv, differentiable in all three inputs."""
+    flat = weight.reshape(weight.shape[0], -1)
+    mu = flat.mean(1, keepdim=True)
+    var = flat.var(1, unbiased=True, keepdim=True)
+    if conv.mode == 'std':
+        w_hat = (flat - mu) / (var.sqrt() + conv.eps)
+    else:
+        w_hat = (flat - mu) / (var + conv.eps).sqrt()
+    padding = conv.padding
+    if conv.padding_mode != 'zeros':
+        ph, pw = conv.padding
+        x = F.pad(x, (pw, pw, ph, ph), mode=conv.padding_mode)
+        padding = 0
+    return F.conv2d(x, w_hat.reshape(weight.shape), bias, conv.stride, padding,
+                    conv.dilation, conv.groups)
+
+
+@pytest.mark.parametrize('mode', ['std', 'var'])
+@pytest.mark.parametrize('cfg', CONV_CASES)
+def test_training_gradients_vs_float64(cfg, mode):
+    """The training forward (standardize, convolve, recompute W_hat in the
+    backward pass) against float64 autograd: input, weight and bias
+    gradients."""
+    torch.manual_seed(21)
+    conv = WSConv2d(**cfg, mode=mode)
+    if conv.bias is not None:
+        nn.init.normal_(conv.bias)
+    x = torch.randn(2, cfg['in_channels'], 9, 8, requires_grad=True)
+    out = conv(x)
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    w64 = conv.weight.detach().double().requires_grad_()
+    b64 = (None if conv.bias is None else
+           conv.bias.detach().double().requires_grad_())
+    expected = _ref_ws_conv64(x64, w64, b64, conv)
+    (expected * g.double()).sum().backward()
+    assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    assert_close(x.grad.double(), x64.grad, rtol=1e-5, atol=1e-5)
+    assert_close(conv.weight.grad.double(), w64.grad, rtol=1e-4, atol=1e-5)
+    if b64 is not None:
+        assert_close(conv.bias.grad.double(), b64.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('mode', ['std', 'var'])
+def test_training_gradcheck_module(mode):
+    """gradcheck through the module's own training forward (reflect
+    padding, groups, stride, dilation, bias)."""
+    torch.manual_seed(22)
+    conv = WSConv2d(
+        4,
+        4,
+        3,
+        stride=2,
+        padding=2,
+        dilation=2,
+        groups=2,
+        padding_mode='reflect',
+        mode=mode).double()
+    x = torch.randn(1, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+
+    def call(inp, weight, bias):
+        return torch.func.functional_call(conv, {
+            'weight': weight,
+            'bias': bias
+        }, (inp, ))
+
+    weight = conv.weight.detach().clone().requires_grad_()
+    bias = conv.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(call, (x, weight, bias))
+
+
+def test_training_keeps_no_standardized_copy():
+    """The backward pass saves the input, the raw weight (the parameter
+    itself) and per-row statistics, not a second weight-sized tensor."""
+    conv = WSConv2d(16, 32, 3, padding=1)
+    x = torch.randn(1, 16, 6, 6, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = conv(x * 1)
+    weight_sized = [t for t in saved if t.numel() == conv.weight.numel()]
+    assert len(weight_sized) == 1
+    assert weight_sized[0].data_ptr() == conv.weight.data_ptr()
+    assert sum(t.numel() for t in saved if t.numel() < x.numel()) <= 3 * 32
+    out.sum().backward()
+    assert conv.weight.grad is not None
