@@ -32,6 +32,7 @@ Example::
 """
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -64,6 +65,7 @@ def build(variant: str, crop: Sequence[int], device: torch.device,
     BCN's tier when given.
     """
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import AmpOptimWrapper, OptimWrapper
     from mmengine.registry import init_default_scope
@@ -73,6 +75,8 @@ def build(variant: str, crop: Sequence[int], device: torch.device,
     from mmseg_wsbcn.models.layers import BCN
 
     init_default_scope('mmseg')
+    # the init report of every parameter is not this script's output
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
     cfg = Config.fromfile(str(_config_path(variant)))
     cfg.model.data_preprocessor.size = tuple(crop)
     torch.manual_seed(0)
@@ -261,6 +265,10 @@ def layer_rows(args: argparse.Namespace) -> List[tuple]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import benchmark_layers as layers
     device = torch.device(args.device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.layer_threads)
+    print(f'layer rows: {torch.get_num_threads()} thread(s), '
+          f'{args.layer_repeats} timed steps')
     rows = []
     impls = ['eager'] + (['compile'] if args.layer_compile else [])
     for shape in args.layer_shapes:
@@ -271,6 +279,7 @@ def layer_rows(args: argparse.Namespace) -> List[tuple]:
         rows += layers.eval_rows(shape, args.batch, device, args.warmup,
                                  args.layer_repeats)
     print(layers.format_table(rows))
+    torch.set_num_threads(threads)
     return rows
 
 
@@ -319,6 +328,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="the layer benchmark's shapes (none: skip it)")
     parser.add_argument(
         '--layer-repeats', type=int, default=10, help='timed steps per layer')
+    parser.add_argument(
+        '--layer-threads',
+        type=int,
+        default=1,
+        help='torch threads for the layer rows (default 1, as the layer '
+        "benchmark's figures)")
     parser.add_argument(
         '--layer-compile',
         action='store_true',

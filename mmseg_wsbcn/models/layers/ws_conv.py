@@ -28,6 +28,7 @@ that turn WS convs into plain ``nn.Conv2d`` holding ``W_hat``.
 """
 import contextlib
 import math
+import threading
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -80,18 +81,28 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _standardize_rows(w: Tensor, eps: float,
-                      mode: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def _standardize_rows(w: Tensor,
+                      eps: float,
+                      mode: str,
+                      out: Optional[Tensor] = None
+                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``W_hat`` of a ``(O, n)`` weight, and the per-row statistics.
 
+    Args:
+        w (Tensor): The weight as ``(O, n)``.
+        eps (float): See :func:`weight_standardize`.
+        mode (str): ``'var'`` or ``'std'``.
+        out (Tensor, optional): Where to write ``W_hat`` (shape of ``w``);
+            a new tensor when None.
+
     Returns:
-        tuple: ``W_hat`` (a new tensor), the row means, the row scales
-        ``r`` (``1 / (std + eps)`` or ``1 / sqrt(var + eps)``) and the row
-        stds, each ``(O, 1)``; ``W_hat = (w - mean) * r``.
+        tuple: ``W_hat``, the row means, the row scales ``r`` (``1 / (std +
+        eps)`` or ``1 / sqrt(var + eps)``) and the row stds, each
+        ``(O, 1)``; ``W_hat = (w - mean) * r``.
     """
     n = w.size(1)
     mean = w.mean(1, keepdim=True)
-    centred = w - mean
+    centred = torch.sub(w, mean, out=out) if out is not None else w - mean
     std = torch.linalg.vector_norm(
         centred, dim=1, keepdim=True) / math.sqrt(n - 1)
     if mode == 'var':
@@ -145,6 +156,32 @@ class _Standardize(Function):
         return grad_w, None, None
 
 
+_scratch_buffers = threading.local()
+
+
+def _scratch(weight: Tensor, dtype: torch.dtype) -> Optional[Tensor]:
+    """A reusable buffer for a transient ``W_hat`` on the CPU, or None.
+
+    Training standardizes every conv weight twice per step (forward, and
+    again in the backward pass) into a tensor that lives only until the
+    conv has run. On the CPU each such tensor would be fresh memory, and
+    the page faults of ~2x the model's weights per step cost more than the
+    standardization itself (glibc returns large freed blocks to the OS).
+    One buffer per thread, as large as the largest WS conv weight seen,
+    serves them all: the autograd function uses it and is done with it
+    before it returns. On CUDA the caching allocator already reuses
+    memory, so no buffer is kept.
+    """
+    if weight.device.type != 'cpu':
+        return None
+    numel = weight.numel()
+    buffers = _scratch_buffers.__dict__.setdefault('by_dtype', {})
+    buf = buffers.get(dtype)
+    if buf is None or buf.numel() < numel:
+        buf = buffers[dtype] = torch.empty(numel, dtype=dtype)
+    return buf[:numel].view(weight.size(0), -1)
+
+
 def _calc_dtype(weight: Tensor) -> torch.dtype:
     """Float64 for a float64 weight, else float32."""
     return torch.float64 if weight.dtype == torch.float64 else torch.float32
@@ -173,7 +210,8 @@ class _WSConv2dFunction(Function):
             if torch.is_autocast_enabled(device_type) else None)
         with _autocast_off(device_type):
             w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
-            w_hat, mean, scale, std = _standardize_rows(w, eps, mode)
+            w_hat, mean, scale, std = _standardize_rows(
+                w, eps, mode, _scratch(weight, w.dtype))
             w_hat = w_hat.view(
                 weight.shape).to(weight.dtype if cast is None else cast)
             if cast is not None:
@@ -193,7 +231,9 @@ class _WSConv2dFunction(Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         with _autocast_off(x.device.type):
             w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
-            w_hat = (w - mean).mul_(scale)
+            scratch = _scratch(weight, w.dtype)
+            w_hat = (w - mean if scratch is None else torch.sub(
+                w, mean, out=scratch)).mul_(scale)
             conv_w = w_hat.view(
                 weight.shape).to(weight.dtype if cast is None else cast)
             grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
