@@ -137,16 +137,18 @@ def batch_channel_norm(input: Tensor,
         mode = 'eval'
     else:
         mode = 'estimate' if estimate else 'batch'
-    if mode == 'eval' and not (torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad
-            for t in (input, weight, bias, batch_weight, batch_bias))):
-        return bcn_inference(input, weight, bias, batch_weight, batch_bias,
-                             running_mean, running_var, num_groups, eps)
     if select_impl(impl, input, distributed) == 'compile':
         return compiled_batch_channel_norm(input, num_groups, running_mean,
                                            running_var, weight, bias,
                                            batch_weight, batch_bias, mode,
                                            momentum, eps)
+    if mode == 'eval' and not (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad
+            for t in (input, weight, bias, batch_weight, batch_bias))):
+        # no gradient wanted: the forward alone, without autograd's
+        # bookkeeping
+        return bcn_inference(input, weight, bias, batch_weight, batch_bias,
+                             running_mean, running_var, num_groups, eps)
     return BCNFunction.apply(input, weight, bias, batch_weight, batch_bias,
                              running_mean, running_var, num_groups, mode,
                              momentum, eps, distributed)
