@@ -10,11 +10,12 @@ not in the graph; it is written into the model's ``metadata_props``.
 Exporter: torch's TorchScript-based exporter (``torch.onnx.export(...,
 dynamo=False)``). The dynamo-based one, torch's default, needs the
 ``onnxscript`` package, which this extra does not install. At every opset
-the TorchScript exporter writes ``nn.GroupNorm`` in its decomposed form
-(``Reshape`` -> ``InstanceNormalization`` with unit scale -> ``Reshape`` ->
-``Mul`` -> ``Add``), never opset 18's deprecated ``GroupNormalization``
-(per-group scale and bias) nor opset 21's (per-channel): the decomposed
-form runs in every ONNX Runtime release and in TensorRT.
+``nn.GroupNorm`` is written as standard reductions over each group in two
+levels (:mod:`.onnx_group_norm`), not as torch's ``InstanceNormalization``
+form (whose one-pass float32 sums in ONNX Runtime cost accuracy), opset
+18's deprecated ``GroupNormalization`` (per-group scale and bias) or opset
+21's (per-channel): plain reductions run in every ONNX Runtime release and
+in TensorRT.
 """
 import json
 from typing import Dict, Optional, Sequence, Tuple
@@ -24,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from .onnx_group_norm import two_level_group_norm
 
 __all__ = [
     'SUPPORTED_OPSETS', 'DEFAULT_OPSET', 'SegLogits', 'export_onnx',
@@ -150,7 +153,8 @@ def export_onnx(model: nn.Module,
             'input': {0: 'batch', 2: 'height', 3: 'width'},
             'logits': {0: 'batch', 2: 'height', 3: 'width'}
         }
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), two_level_group_norm(
+            opset):
         # TracerWarnings on shape arithmetic that the dynamic axes cover
         warnings.simplefilter('ignore')
         torch.onnx.export(

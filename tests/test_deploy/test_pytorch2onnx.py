@@ -41,7 +41,8 @@ def test_export_parity(repo_root, run_tool, tmp_path, require_extra, variant,
     assert {n.domain for n in model.graph.node} <= {'', 'ai.onnx'}
     assert {o.domain for o in model.opset_import} <= {'', 'ai.onnx'}
     ops = {n.op_type for n in model.graph.node}
-    assert 'InstanceNormalization' in ops and 'Conv' in ops
+    assert 'ReduceMean' in ops and 'Conv' in ops
+    assert 'InstanceNormalization' not in ops  # the two-level GroupNorm
     assert 'BatchNormalization' not in ops  # folded
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta['bgr_to_rgb']) is True
