@@ -138,3 +138,23 @@ def official_state_dict(official_key_shapes) -> Callable[..., 'OrderedDict']:
         return out
 
     return make
+
+
+@pytest.fixture
+def saved_tensors() -> Callable[[Callable[[], object]], tuple]:
+    """``saved_tensors(fn)`` runs ``fn()`` and returns its result and the
+    list of tensors autograd saved for the backward pass meanwhile (what a
+    layer keeps in memory until its backward pass)."""
+
+    def run(fn):
+        saved = []
+
+        def pack(t):
+            saved.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = fn()
+        return out, saved
+
+    return run

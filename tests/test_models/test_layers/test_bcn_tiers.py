@@ -151,19 +151,12 @@ def test_gradcheck(shape, groups, mode):
 
 
 @pytest.mark.parametrize('estimate', [True, False])
-def test_backward_keeps_only_the_input(estimate):
+def test_backward_keeps_only_the_input(saved_tensors, estimate):
     """GroupNorm's memory: of the tensors saved for the backward pass, the
     only full-size one is the input itself (no second activation)."""
     layer = make_layer(16, 4, estimate, 'eager')
     x = torch.randn(2, 16, 8, 8, requires_grad=True)
-    saved = []
-
-    def pack(t):
-        saved.append(t)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = layer(x * 1)
+    out, saved = saved_tensors(lambda: layer(x * 1))
     big = [t for t in saved if t.numel() >= x.numel()]
     assert len(big) == 1 and big[0].shape == x.shape
     small = sum(t.numel() for t in saved if t.numel() < x.numel())

@@ -677,19 +677,12 @@ def test_training_gradcheck_module(mode):
     assert torch.autograd.gradcheck(call, (x, weight, bias))
 
 
-def test_training_keeps_no_standardized_copy():
+def test_training_keeps_no_standardized_copy(saved_tensors):
     """The backward pass saves the input, the raw weight (the parameter
     itself) and per-row statistics, not a second weight-sized tensor."""
     conv = WSConv2d(16, 32, 3, padding=1)
     x = torch.randn(1, 16, 6, 6, requires_grad=True)
-    saved = []
-
-    def pack(t):
-        saved.append(t)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = conv(x * 1)
+    out, saved = saved_tensors(lambda: conv(x * 1))
     weight_sized = [t for t in saved if t.numel() == conv.weight.numel()]
     assert len(weight_sized) == 1
     assert weight_sized[0].data_ptr() == conv.weight.data_ptr()
