@@ -202,8 +202,7 @@ def measure_memory(variants: Sequence[str],
         os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
     result = {}
     for variant in variants:
-        cmd = [sys.executable, __file__, '--memory-of', variant
-               ] + [a for a in sys.argv[1:] if a != '--memory-of']
+        cmd = [sys.executable, __file__, '--memory-of', variant] + sys.argv[1:]
         out = subprocess.run(
             cmd, env=env, capture_output=True, text=True, check=True)
         result[variant] = float(out.stdout.strip().splitlines()[-1])

@@ -4,7 +4,7 @@
 The function compiled is the closed form of :mod:`.bcn_function` written in
 plain tensor operations: per-``(sample, channel)`` moments, the small
 coefficient graph (:func:`.bcn_function.group_coefficients`) and the
-output ``A * x + B``. TorchInductor fuses the moments into one reduction
+output ``A * (x - m) + D``. TorchInductor fuses the moments into one reduction
 and the output into one elementwise kernel, and derives a backward pass of
 the same shape, so the layer runs at GroupNorm's cost: Triton kernels on
 CUDA, C++/OpenMP kernels on CPU.
@@ -29,8 +29,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .bcn_function import (BCNFunction, batch_statistics, group_coefficients,
-                           stat_dtype)
+from .bcn_function import (BCNFunction, cast_optional, check_count,
+                           group_coefficients, stat_dtype)
 
 __all__ = ['IMPLS', 'select_impl', 'compiled_batch_channel_norm']
 
@@ -114,10 +114,6 @@ def _compiled():
     return torch.compile(closed_form, dynamic=None)
 
 
-def _cast(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
-    return None if t is None else t.to(dtype)
-
-
 def compiled_batch_channel_norm(x: Tensor, num_groups: int,
                                 running_mean: Tensor, running_var: Tensor,
                                 weight: Optional[Tensor],
@@ -134,14 +130,11 @@ def compiled_batch_channel_norm(x: Tensor, num_groups: int,
     dtype = stat_dtype(x)
     size = x.size()
     hw = size[2] * size[3]
-    if mode == 'batch':
-        # the eager tier's checks and errors, before any compiling
-        m = x.new_zeros((size[0], size[1]), dtype=dtype)
-        batch_statistics(m, m, hw, False, size)
-    elif mode == 'estimate' and x.numel() == 0:
-        raise ValueError(f'BCN got an empty batch (input size {size})')
-    args = (x, _cast(weight, dtype), _cast(bias, dtype),
-            _cast(batch_weight, dtype), _cast(batch_bias, dtype),
+    # the eager tier's errors, before any compiling
+    check_count(mode, size[0] * hw, size)
+    args = (x, cast_optional(weight, dtype), cast_optional(bias, dtype),
+            cast_optional(batch_weight,
+                          dtype), cast_optional(batch_bias, dtype),
             running_mean.to(dtype), running_var.to(dtype), num_groups, mode,
             float(momentum), float(eps))
     try:

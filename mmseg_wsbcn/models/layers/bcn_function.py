@@ -24,7 +24,7 @@ follow from ``m, v`` as well (``mean_c = mean_n m``, ``var_c = mean_n (v +
 
 So the layer costs what group normalization costs: one reduction over
 ``x`` and one elementwise pass forward; one fused reduction (``sum g``,
-``sum g x``) and one elementwise pass backward. Everything else works on
+``sum g (x - m)``) and one elementwise pass backward. Everything else works on
 ``(N, C)`` tensors, and the backward pass through them is written out
 below. Only ``x`` and small statistics are saved for the backward pass.
 
@@ -51,19 +51,44 @@ from torch.autograd.function import once_differentiable
 from .ws_conv import _autocast_off
 
 __all__ = [
-    'stat_dtype', 'channel_moments', 'batch_statistics', 'estimate_statistics',
-    'Coefficients', 'group_coefficients', 'bcn_inference', 'BCNFunction'
+    'stat_dtype', 'cast_optional', 'check_count', 'channel_moments',
+    'batch_statistics', 'estimate_statistics', 'Coefficients',
+    'group_coefficients', 'bcn_inference', 'BCNFunction'
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-# the batch-step modes: eval (running statistics), estimate (the updated
-# estimates, no gradient through them), batch (batch statistics)
-MODES = ('eval', 'estimate', 'batch')
 
 
 def stat_dtype(x: Tensor) -> torch.dtype:
     """Statistics dtype: float32 for half-precision inputs, else x's."""
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+
+
+def cast_optional(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+    """``t`` in ``dtype``, or None for None."""
+    return None if t is None else t.to(dtype)
+
+
+def check_count(mode: str,
+                count: int,
+                size: torch.Size,
+                distributed: bool = False) -> None:
+    """Raise the error of a training batch with too few values.
+
+    Args:
+        mode (str): ``'batch'`` (batch statistics need more than one value
+            per channel, BatchNorm's message) or ``'estimate'`` (the
+            estimates need at least one).
+        count (int): Values per channel in the (global) batch.
+        size (torch.Size): The input's size, for the message.
+        distributed (bool): Whether ``count`` is the global batch's.
+    """
+    if mode == 'batch' and count <= 1:
+        raise ValueError('Expected more than 1 value per channel when '
+                         f'training, got input size {size}')
+    if mode == 'estimate' and count == 0:
+        where = 'global batch' if distributed else 'batch'
+        raise ValueError(f'BCN got an empty {where} (input size {size})')
 
 
 def channel_moments(x: Tensor,
@@ -164,9 +189,8 @@ def batch_statistics(m: Tensor, v: Tensor, hw: int, sync: bool,
         total, count = sums[:channels], sums[-1]
     # a global count of 1 implies a local count <= 1 on every rank, so all
     # ranks raise together; larger local counts skip the host sync
-    if local <= 1 and int(count) <= 1:
-        raise ValueError('Expected more than 1 value per channel when '
-                         f'training, got input size {size}')
+    if local <= 1:
+        check_count('batch', int(count), size, sync)
     mean = total / count
     sq_total = (v + (m - mean).square()).sum(0) * hw
     if sync:
@@ -217,13 +241,12 @@ def estimate_statistics(m: Tensor, v: Tensor, hw: int, running_mean: Tensor,
              total.new_full((1, ), float(count))])
         all_reduce(sums, op='sum')  # in place; no-op for one process
         total, sq_total = sums[:channels], sums[channels:2 * channels]
-        if count == 0 and int(sums[-1].item()) == 0:
+        if count == 0:
             # every rank is here when the global batch is empty
-            raise ValueError(f'BCN got an empty global batch (input size '
-                             f'{size})')
+            check_count('estimate', int(sums[-1].item()), size, True)
         count = sums[-1]
-    elif count == 0:
-        raise ValueError(f'BCN got an empty batch (input size {size})')
+    else:
+        check_count('estimate', count, size)
     new_mean = torch.lerp(mu_old, total / count, momentum)
     new_var = torch.lerp(running_var.double(), sq_total / count, momentum)
     # new tensors, rounded as the buffers: a later in-place update of the
@@ -300,13 +323,18 @@ def group_coefficients(m: Tensor, v: Tensor, mean: Tensor, var: Tensor,
     return Coefficients(k, s, uc, R, aR, A, D.view(n, c))
 
 
-def _to(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
-    return None if t is None else t.to(dtype)
-
-
 def _per_sample_channel(t: Tensor, dtype: torch.dtype) -> Tensor:
     """``(N, C)`` -> ``(N, C, 1, 1)`` in ``dtype``."""
     return t.to(dtype).view(*t.shape, 1, 1)
+
+
+def _output(xn: Tensor, co: Coefficients, rstd: Tensor,
+            out_dtype: torch.dtype) -> Tensor:
+    """``out = A (x - m) + D = (A / rstd) xn + D``, written over ``xn``
+    (the moments kernel's normalized copy), in ``out_dtype``."""
+    scale = _per_sample_channel(co.A / rstd, xn.dtype)
+    return xn.mul_(scale).add_(_per_sample_channel(co.D,
+                                                   xn.dtype)).to(out_dtype)
 
 
 def bcn_inference(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
@@ -336,12 +364,13 @@ def bcn_inference(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
         xn, m, v, rstd = channel_moments(x.contiguous(), eps)
         dtype = m.dtype
         co = group_coefficients(m, v, running_mean.to(dtype),
-                                running_var.to(dtype), _to(weight, dtype),
-                                _to(bias, dtype), _to(batch_weight, dtype),
-                                _to(batch_bias, dtype), num_groups, eps)
-        scale = _per_sample_channel(co.A.div_(rstd), dtype)
-        return xn.mul_(scale).add_(_per_sample_channel(co.D,
-                                                       dtype)).to(x.dtype)
+                                running_var.to(dtype),
+                                cast_optional(weight, dtype),
+                                cast_optional(bias, dtype),
+                                cast_optional(batch_weight, dtype),
+                                cast_optional(batch_bias, dtype), num_groups,
+                                eps)
+        return _output(xn, co, rstd, x.dtype)
 
 
 class BCNFunction(Function):
@@ -383,13 +412,13 @@ class BCNFunction(Function):
                 # copies: the backward pass must not see later updates
                 mean = running_mean.to(dtype, copy=True)
                 var = running_var.to(dtype, copy=True)
-            co = group_coefficients(m, v, mean, var, _to(weight, dtype),
-                                    _to(bias, dtype), _to(batch_weight, dtype),
-                                    _to(batch_bias, dtype), num_groups, eps)
-            # out = A (x - m) + D = (A / rstd) xn + D, written over xn
-            scale = _per_sample_channel(co.A / rstd, dtype)
-            out = xn.mul_(scale).add_(_per_sample_channel(co.D, dtype))
-            out = out.to(x.dtype)
+            co = group_coefficients(m, v, mean, var,
+                                    cast_optional(weight, dtype),
+                                    cast_optional(bias, dtype),
+                                    cast_optional(batch_weight, dtype),
+                                    cast_optional(batch_bias, dtype),
+                                    num_groups, eps)
+            out = _output(xn, co, rstd, x.dtype)
 
         ctx.save_for_backward(x, m, v, mean, co.k, co.s, co.uc, co.R, co.aR,
                               co.A, weight, batch_weight)
@@ -462,7 +491,8 @@ class BCNFunction(Function):
                 grad_x.addcmul_(x, _per_sample_channel(p, dtype))
                 grad_x.add_(_per_sample_channel(q, dtype))
                 grad_x = grad_x.to(x.dtype)
-        return (grad_x, _to(grad_weight, w_dtype), _to(grad_bias, b_dtype),
-                _to(grad_batch_weight, bw_dtype), _to(grad_batch_bias,
-                                                      bb_dtype), None, None,
-                None, None, None, None, None)
+        return (grad_x, cast_optional(grad_weight, w_dtype),
+                cast_optional(grad_bias, b_dtype),
+                cast_optional(grad_batch_weight, bw_dtype),
+                cast_optional(grad_batch_bias, bb_dtype), None, None, None,
+                None, None, None, None)

@@ -81,6 +81,11 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def _centre(w: Tensor, mean: Tensor, out: Optional[Tensor]) -> Tensor:
+    """``w - mean``, into ``out`` when given."""
+    return w - mean if out is None else torch.sub(w, mean, out=out)
+
+
 def _standardize_rows(w: Tensor,
                       eps: float,
                       mode: str,
@@ -102,7 +107,7 @@ def _standardize_rows(w: Tensor,
     """
     n = w.size(1)
     mean = w.mean(1, keepdim=True)
-    centred = torch.sub(w, mean, out=out) if out is not None else w - mean
+    centred = _centre(w, mean, out)
     std = torch.linalg.vector_norm(
         centred, dim=1, keepdim=True) / math.sqrt(n - 1)
     if mode == 'var':
@@ -208,6 +213,7 @@ class _WSConv2dFunction(Function):
         cast = (
             torch.get_autocast_dtype(device_type)
             if torch.is_autocast_enabled(device_type) else None)
+        bias_dtype = None if bias is None else bias.dtype
         with _autocast_off(device_type):
             w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
             w_hat, mean, scale, std = _standardize_rows(
@@ -219,8 +225,7 @@ class _WSConv2dFunction(Function):
                 bias = None if bias is None else bias.to(cast)
             out = F.conv2d(x, w_hat, bias, stride, padding, dilation, groups)
         ctx.save_for_backward(x, weight, mean, scale, std)
-        ctx.conf = (mode, stride, padding, dilation, groups, cast,
-                    None if bias is None else bias.dtype)
+        ctx.conf = (mode, stride, padding, dilation, groups, cast, bias_dtype)
         return out
 
     @staticmethod
@@ -231,9 +236,7 @@ class _WSConv2dFunction(Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         with _autocast_off(x.device.type):
             w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
-            scratch = _scratch(weight, w.dtype)
-            w_hat = (w - mean if scratch is None else torch.sub(
-                w, mean, out=scratch)).mul_(scale)
+            w_hat = _centre(w, mean, _scratch(weight, w.dtype)).mul_(scale)
             conv_w = w_hat.view(
                 weight.shape).to(weight.dtype if cast is None else cast)
             grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
