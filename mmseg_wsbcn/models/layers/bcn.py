@@ -42,17 +42,22 @@ without affine; it always uses per-sample statistics. The batch step's
 In a multi-process run (``torch.distributed`` initialized, world size > 1,
 ``sync=True``) the training batch statistics cover the global batch: the
 ranks all-reduce per-channel sums and element counts (not means), so
-unequal per-rank batch sizes still give the exact global statistics. See
-:func:`batch_channel_norm`.
+unequal per-rank batch sizes, an empty one included, still give the exact
+global statistics.
 
-Two implementations compute the same function (``impl``):
+The definition is :func:`.bcn_function.bcn_reference` (plain tensor ops,
+autograd). Two tiers compute the same function faster (``impl``), both as
+the closed form of :class:`.bcn_function.BCNFunction`, which saves only
+the input for the backward pass:
 
-- the eager tier, :class:`.bcn_function.BCNFunction`: the closed form, in
-  which the batch step's affine map makes the group statistics follow from
-  per-``(sample, channel)`` moments, so the layer is one per-``(sample,
-  channel)`` affine map of ``x`` with GroupNorm's cost in passes;
-- the fused tier, :mod:`.bcn_compiled`: the same closed form compiled by
-  ``torch.compile`` (Triton on CUDA, C++ on CPU) into fused kernels.
+- the eager tier: its stages in eager PyTorch, GroupNorm's native kernels
+  for the reductions;
+- the fused tier (:mod:`.bcn_compiled`): the same stages compiled by
+  ``torch.compile`` (Triton on CUDA), a bounded number of graphs per
+  process, synchronized runs included.
+
+An empty batch gives an empty output (and zero parameter gradients) and,
+in one process, leaves the statistics unchanged, as ``nn.BatchNorm2d``.
 """
 from typing import Optional
 
@@ -62,8 +67,18 @@ from mmengine.dist import get_world_size
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .bcn_compiled import IMPLS, compiled_batch_channel_norm, select_impl
-from .bcn_function import BCNFunction, bcn_inference
+from .bcn_compiled import FUSED, IMPLS, select_impl
+from .bcn_function import BCNFunction
+
+
+def _empty_output(x: Tensor, *params: Optional[Tensor]) -> Tensor:
+    """An empty output that autograd connects to ``x`` and the parameters
+    (their gradients are zeros), for a batch of 0 samples."""
+    out = x * 0
+    for p in params:
+        if p is not None:
+            out = out + p.sum().to(x.dtype) * 0
+    return out
 
 
 def batch_channel_norm(input: Tensor,
@@ -84,8 +99,7 @@ def batch_channel_norm(input: Tensor,
 
     The batch step (per channel, affine ``batch_weight``, ``batch_bias``),
     then group normalization with the per-group affine ``weight``,
-    ``bias``; see the module docstring for the formulas. Both are computed
-    at once in the closed form of :mod:`.bcn_function`.
+    ``bias``; see the module docstring for the formulas.
 
     Statistics: in eval (``training=False``) the batch step normalizes with
     ``running_mean, running_var`` in either mode. In training,
@@ -95,23 +109,19 @@ def batch_channel_norm(input: Tensor,
 
     Distributed: when ``sync`` is set and ``torch.distributed`` runs more
     than one process in the default group, training statistics cover the
-    global batch (ranks may hold different batch sizes). Every rank must
-    then call this function the same number of times, in the same order.
-
-    Precision: for half-precision inputs all statistics are accumulated
-    and kept in float32, as detectron2's NaiveSyncBatchNorm does, and the
-    output is computed in float32 and rounded once to the input's dtype.
+    global batch (ranks may hold different batch sizes, 0 included). Every
+    rank must then call this function the same number of times, in the
+    same order, and with ``estimate=False`` also run its backward pass.
 
     Args:
-        input (Tensor): Shape ``(N, C, H, W)``.
+        input (Tensor): Shape ``(N, C, H, W)``, any memory format.
         num_groups (int): ``G``, must divide ``C``.
         running_mean (Tensor): Shape ``(C,)``; ``mu_hat`` when ``estimate``.
         running_var (Tensor): Shape ``(C,)``; ``var_hat`` when ``estimate``.
         weight (Tensor, optional): Group affine ``a``, shape ``(G,)``.
         bias (Tensor, optional): Group affine ``b``, shape ``(G,)``.
-        batch_weight (Tensor, optional): Batch-step ``gamma``, shape
-            ``(C,)``.
-        batch_bias (Tensor, optional): Batch-step ``beta``, shape ``(C,)``.
+        batch_weight (Tensor, optional): Batch-step ``gamma``, ``(C,)``.
+        batch_bias (Tensor, optional): Batch-step ``beta``, ``(C,)``.
         training (bool): Whether the batch step is in training mode.
             Defaults to False.
         estimate (bool): Use the estimated statistics. Defaults to False.
@@ -120,38 +130,31 @@ def batch_channel_norm(input: Tensor,
         eps (float): Added to the variances of both steps. Defaults to 1e-5.
         sync (bool): Synchronize the training statistics across processes.
             Defaults to True.
-        impl (str): ``'eager'``, ``'compile'`` (the fused tier, where the
-            call is not synchronized across processes) or ``'auto'``
-            (the fused tier on CUDA when Triton is available, else eager).
-            See :func:`.bcn_compiled.select_impl`. Defaults to ``'auto'``.
+        impl (str): ``'eager'``, ``'compile'`` (the fused tier) or
+            ``'auto'`` (the fused tier on CUDA when Triton is available,
+            else eager). See :func:`.bcn_compiled.select_impl`. Defaults to
+            ``'auto'``.
 
     Returns:
-        Tensor: Shape ``(N, C, H, W)``, the dtype of ``input``.
+        Tensor: Shape, dtype and memory format of ``input``.
 
     Raises:
         ValueError: With ``estimate=False`` in training, when the (global)
-            batch has only one value per channel (BatchNorm's message).
+            batch has exactly one value per channel (BatchNorm's message).
     """
     distributed = training and sync and get_world_size() > 1
-    if not training:
-        mode = 'eval'
-    else:
-        mode = 'estimate' if estimate else 'batch'
-    if select_impl(impl, input, distributed) == 'compile':
-        return compiled_batch_channel_norm(input, num_groups, running_mean,
-                                           running_var, weight, bias,
-                                           batch_weight, batch_bias, mode,
-                                           momentum, eps)
-    if mode == 'eval' and not (torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad
-            for t in (input, weight, bias, batch_weight, batch_bias))):
-        # no gradient wanted: the forward alone, without autograd's
-        # bookkeeping
-        return bcn_inference(input, weight, bias, batch_weight, batch_bias,
-                             running_mean, running_var, num_groups, eps)
-    return BCNFunction.apply(input, weight, bias, batch_weight, batch_bias,
-                             running_mean, running_var, num_groups, mode,
-                             momentum, eps, distributed)
+    mode = 'eval' if not training else ('estimate' if estimate else 'batch')
+    if input.size(0) == 0 and not distributed:
+        return _empty_output(input, weight, bias, batch_weight, batch_bias)
+    args = (weight, bias, batch_weight, batch_bias, running_mean,
+            running_var, num_groups, mode, momentum, eps, distributed)
+    if select_impl(impl, input) == 'eager':
+        return BCNFunction.apply(input, *args, None)
+    # the compiled stages see (N, C, H * W): a view for contiguous and
+    # channels-last inputs alike, viewed back outside the autograd function
+    n, c = input.shape[:2]
+    flat = input.reshape(n, c, -1)
+    return BCNFunction.apply(flat, *args, FUSED).view(input.shape)
 
 
 def _check_args(num_features, num_groups, eps, momentum, estimate, sync,
@@ -354,7 +357,7 @@ class BCN(nn.GroupNorm):
         pbn = self.pbn
         training = pbn.training
         momentum = pbn.momentum
-        if training:
+        if training and (input.size(0) > 0 or get_world_size() > 1):
             tracked = pbn.num_batches_tracked
             if tracked is not None:
                 tracked.add_(1)

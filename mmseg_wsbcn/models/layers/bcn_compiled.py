@@ -1,42 +1,103 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""BCN's fused tier: the closed form, compiled by ``torch.compile``.
+"""BCN's fused tier: the closed form's stages compiled by ``torch.compile``.
 
-The function compiled is the closed form of :mod:`.bcn_function` written in
-plain tensor operations: per-``(sample, channel)`` moments, the small
-coefficient graph (:func:`.bcn_function.group_coefficients`) and the
-output ``A * (x - m) + D``. TorchInductor fuses the moments into one reduction
-and the output into one elementwise kernel, and derives a backward pass of
-the same shape, so the layer runs at GroupNorm's cost: Triton kernels on
-CUDA, C++/OpenMP kernels on CPU.
+:class:`.bcn_function.BCNFunction` runs four stage functions over the
+full-size tensors (moments; normalize; backward reductions with the small
+backward; input gradient). The fused tier compiles each one once, with
+dynamic shapes: TorchInductor fuses each into a reduction or an
+elementwise kernel (Triton on CUDA, C++ on CPU) and reads half-precision
+inputs directly, accumulating in float32. Because each stage is its own
+function whose shapes are symbolic, the number of compiled graphs does not
+grow with the channel counts or image sizes of a model: it is set by the
+stage (4), the dtype and the memory format, and by batch 1 against larger
+batches (sizes 0 and 1 are specialized; inputs with an empty batch or a
+side of 1, such as ASPP's image-pooling branch, run the eager stages). The
+statistics and their all-reduce run between the compiled stages, so
+synchronized (multi-process) BCN is served too.
 
-Which tier runs is chosen per call by :func:`select_impl`:
-
-- ``'eager'``: always :class:`.bcn_function.BCNFunction`;
-- ``'compile'``: the fused tier, except in a call synchronized across
-  processes (the statistics are all-reduced between the two passes, which
-  the eager tier does);
-- ``'auto'`` (BCN's default): ``'compile'`` for CUDA inputs when Triton is
-  importable, else ``'eager'``.
-
-If compiling fails (no compiler, an unsupported platform), a warning names
-the error once and every later call runs the eager tier.
+A compiler error, in the forward or the backward pass, switches the fused
+tier to the eager stages for the rest of the process, with one warning.
+Any other exception (out of memory, a bad input) is raised as it is.
 """
 import warnings
 from functools import lru_cache
 from importlib.util import find_spec
-from typing import Optional, Tuple
+from typing import Callable, Dict
 
 import torch
 from torch import Tensor
 
-from .bcn_function import (BCNFunction, cast_optional, check_count,
-                           group_coefficients, stat_dtype)
+from .bcn_function import bcn_reference
 
-__all__ = ['IMPLS', 'select_impl', 'compiled_batch_channel_norm']
+__all__ = ['IMPLS', 'FusedStages', 'select_impl', 'is_compiler_error']
 
 IMPLS = ('auto', 'eager', 'compile')
 
-_state = {'failed': None}  # the error that disabled the fused tier
+# The whole layer as one plain-ops function, for compiling it in one piece
+# (e.g. to compare static- and dynamic-shape kernels).
+closed_form = bcn_reference
+
+
+def is_compiler_error(err: BaseException) -> bool:
+    """Whether ``err`` is the compiler's failure rather than the program's.
+
+    True for dynamo's and inductor's own exceptions, except an error that
+    fake-tensor tracing raised for the inputs (``TorchRuntimeError``) and
+    anything caused by running out of memory.
+    """
+    import torch._dynamo.exc as dynamo_exc
+    import torch._inductor.exc as inductor_exc
+    types = (dynamo_exc.TorchDynamoException,
+             getattr(inductor_exc, 'InductorError', dynamo_exc.TorchDynamoException))
+    if not isinstance(err, types) or isinstance(err,
+                                                dynamo_exc.TorchRuntimeError):
+        return False
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, torch.OutOfMemoryError):
+            return False
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return True
+
+
+class FusedStages:
+    """Runs :class:`.bcn_function.BCNFunction`'s stages compiled.
+
+    ``stages(stage, *args)`` calls the compiled ``stage`` (compiled on first
+    use, ``dynamic=True``) or, after a compiler error, the plain one.
+
+    Args:
+        backend (str | Callable): The ``torch.compile`` backend. Defaults
+            to ``'inductor'``.
+    """
+
+    def __init__(self, backend='inductor') -> None:
+        self.backend = backend
+        self.state = {'failed': None}  # the compiler error, once one came
+        self._compiled: Dict[Callable, Callable] = {}
+
+    def __call__(self, stage: Callable, *args):
+        if self.state['failed'] is None:
+            fn = self._compiled.get(stage)
+            if fn is None:
+                fn = self._compiled[stage] = torch.compile(
+                    stage, dynamic=True, backend=self.backend)
+            try:
+                return fn(*args)
+            except Exception as err:  # noqa: B902 - sorted below
+                if not is_compiler_error(err):
+                    raise
+                self.state['failed'] = err
+                warnings.warn(
+                    'BCN: torch.compile failed, so BCN runs its eager tier '
+                    f'from now on: {type(err).__name__}: '
+                    f'{(str(err).splitlines() or [""])[0]}')
+        return stage(*args)
+
+
+FUSED = FusedStages()
+_state = FUSED.state
 
 
 @lru_cache(maxsize=None)
@@ -44,116 +105,17 @@ def _triton_available() -> bool:
     return find_spec('triton') is not None
 
 
-def select_impl(impl: str, x: Tensor, distributed: bool) -> str:
-    """The tier that runs this call: ``'eager'`` or ``'compile'``.
+def select_impl(impl: str, x: Tensor) -> str:
+    """The tier that runs a call on ``x``: ``'eager'`` or ``'compile'``.
 
-    Args:
-        impl (str): ``'auto'``, ``'eager'`` or ``'compile'``.
-        x (Tensor): The input.
-        distributed (bool): Whether the call synchronizes its statistics
-            across processes.
-
-    Returns:
-        str: ``'compile'`` when ``impl`` asks for the fused tier (or
-        ``'auto'`` meets a CUDA input and Triton), the call is not
-        synchronized, and compiling has not failed before; else
-        ``'eager'``.
+    ``'auto'`` means ``'compile'`` for CUDA inputs when Triton is
+    importable. Either way, inputs the compiled stages do not take (an
+    empty batch, a side of 1) and a process whose compiler failed get
+    ``'eager'``.
     """
-    if impl == 'eager' or distributed or _state['failed'] is not None:
-        return 'eager'
     if impl == 'auto' and not (x.is_cuda and _triton_available()):
         return 'eager'
+    if (impl == 'eager' or FUSED.state['failed'] is not None
+            or x.size(0) == 0 or min(x.shape[2:]) <= 1):
+        return 'eager'
     return 'compile'
-
-
-def closed_form(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                batch_weight: Optional[Tensor], batch_bias: Optional[Tensor],
-                mean: Tensor, var: Tensor, num_groups: int, mode: str,
-                momentum: float, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """BCN in plain tensor operations, for ``torch.compile`` to fuse.
-
-    Args:
-        x (Tensor): Input, ``(N, C, H, W)``.
-        weight, bias (Tensor, optional): Group affine, ``(G,)``.
-        batch_weight, batch_bias (Tensor, optional): Batch-step affine,
-            ``(C,)``.
-        mean, var (Tensor): Running statistics (``mode='eval'``) or the
-            estimates before this step (``mode='estimate'``), ``(C,)``, in
-            the statistics dtype; unused for ``mode='batch'``.
-        num_groups (int): ``G``.
-        mode (str): ``'eval'``, ``'estimate'`` or ``'batch'``.
-        momentum (float): Update rate of the estimates (``'estimate'``).
-        eps (float): Added to both variances.
-
-    Returns:
-        tuple[Tensor, Tensor, Tensor]: The output (dtype of ``x``), and the
-        batch step's mean and (biased) variance as used, without gradient,
-        for the caller's buffer update.
-    """
-    dtype = stat_dtype(x)
-    xs = x.to(dtype)
-    m = xs.mean((2, 3))
-    v = (xs - m[..., None, None]).square().mean((2, 3))
-    if mode == 'batch':
-        mean = m.mean(0)
-        var = (v + (m - mean).square()).mean(0)
-    elif mode == 'estimate':
-        md, vd = m.detach(), v.detach()
-        second = (vd + (md - mean).square()).mean(0)
-        mean = torch.lerp(mean, md.mean(0), momentum)
-        var = torch.lerp(var, second, momentum)
-    co = group_coefficients(m, v, mean, var, weight, bias, batch_weight,
-                            batch_bias, num_groups, eps)
-    out = (xs - m[..., None, None]) * co.A[..., None, None] + co.D[..., None,
-                                                                   None]
-    return out.to(x.dtype), mean.detach(), var.detach()
-
-
-@lru_cache(maxsize=None)
-def _compiled():
-    return torch.compile(closed_form, dynamic=None)
-
-
-def compiled_batch_channel_norm(x: Tensor, num_groups: int,
-                                running_mean: Tensor, running_var: Tensor,
-                                weight: Optional[Tensor],
-                                bias: Optional[Tensor],
-                                batch_weight: Optional[Tensor],
-                                batch_bias: Optional[Tensor], mode: str,
-                                momentum: float, eps: float) -> Tensor:
-    """The fused tier of :func:`.bcn.batch_channel_norm` (one process).
-
-    Same arguments and result as the eager tier; the running statistics
-    are updated in place after the compiled call. Falls back to the eager
-    tier (with one warning) if compiling fails.
-    """
-    dtype = stat_dtype(x)
-    size = x.size()
-    hw = size[2] * size[3]
-    # the eager tier's errors, before any compiling
-    check_count(mode, size[0] * hw, size)
-    args = (x, cast_optional(weight, dtype), cast_optional(bias, dtype),
-            cast_optional(batch_weight,
-                          dtype), cast_optional(batch_bias, dtype),
-            running_mean.to(dtype), running_var.to(dtype), num_groups, mode,
-            float(momentum), float(eps))
-    try:
-        out, mean, var = _compiled()(*args)
-    except Exception as err:  # noqa: B902 - any compiler failure
-        _state['failed'] = err
-        warnings.warn(
-            'BCN: torch.compile failed, so BCN runs its eager tier from '
-            f'now on: {type(err).__name__}: {str(err).splitlines()[0]}')
-        return BCNFunction.apply(x, weight, bias, batch_weight, batch_bias,
-                                 running_mean, running_var, num_groups, mode,
-                                 momentum, eps, False)
-    with torch.no_grad():
-        if mode == 'batch':
-            count = size[0] * hw
-            running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-            running_var.lerp_(
-                (var * (count / (count - 1))).to(running_var.dtype), momentum)
-        elif mode == 'estimate':
-            running_mean.copy_(mean)
-            running_var.copy_(var)
-    return out

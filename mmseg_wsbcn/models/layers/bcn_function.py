@@ -1,46 +1,41 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-r"""BCN's eager tier: the closed form, as one autograd function.
+r"""BCN's arithmetic: the reference formula and the closed form.
 
-BCN (see :mod:`.bcn`) is a per-channel affine batch step ``y = s * x + t``
-followed by group normalization of ``y`` and the group affine ``a, b``.
-Because the batch step is a per-channel affine map, the group statistics
-of ``y`` follow exactly from the per-``(sample, channel)`` mean ``m`` and
-biased variance ``v`` of ``x`` (the parallel-variance formula)::
+:func:`bcn_reference` is the paper's three steps in plain tensor ops,
+differentiated by autograd: the definition every faster path is tested
+against.
 
-    u[n, c]    = s[c] * m[n, c] + t[c]                  mean of y[n, c]
-    mu[n, g]   = mean_{c in g} u[n, c]
-    var[n, g]  = mean_{c in g} (s[c]^2 v[n, c] + (u[n, c] - mu[n, g])^2)
-    R[n, g]    = 1 / sqrt(var[n, g] + eps)
+:class:`BCNFunction` computes the same function in closed form. The batch
+step is a per-channel affine map ``y = s * x + t``, so the group statistics
+of ``y`` follow from the per-``(sample, channel)`` mean ``m`` and biased
+variance ``v`` of ``x``::
 
-and the whole layer is one per-``(sample, channel)`` affine map of ``x``::
+    u[n, c]   = s[c] * (m[n, c] - mean[c]) + beta[c]       mean of y[n, c]
+    uc[n, c]  = u[n, c] - mean_{c in g} u[n, c]
+    R[n, g]   = 1 / sqrt(mean_{c in g} (s[c]^2 v[n, c] + uc[n, c]^2) + eps)
+    out       = A[n, c] * (x - m[n, c]) + D[n, c]
+    A = a[g] R[n, g] s[c],   D = a[g] R[n, g] uc[n, c] + b[g]
 
-    out = A[n, c] * (x - m[n, c]) + D[n, c]
-    A = a[g] R[n, g] s[c],   D = a[g] R[n, g] (u[n, c] - mu[n, g]) + b[g]
+with ``s = gamma / sqrt(var + eps)``. The layer then costs GroupNorm's
+passes over ``x``: one reduction (``m, v``) and one elementwise pass
+forward; one fused reduction (``sum g``, ``sum g (x - m)``) and one
+elementwise pass backward. Everything else works on ``(N, C)`` tensors and
+its backward pass is written out in :func:`coefficients_backward`; only
+``x`` and ``(N, C)`` statistics are saved. The batch statistics and their
+all-reduce (per-channel sums and the element count) sit between the
+full-size passes, so a synchronized call needs nothing else.
 
-The batch step's ``s, t`` come from the running (or estimated) statistics,
-or, for ``estimate=False`` in training, from the batch statistics, which
-follow from ``m, v`` as well (``mean_c = mean_n m``, ``var_c = mean_n (v +
-(m - mean_c)^2)``, over the global batch when synchronized).
-
-So the layer costs what group normalization costs: one reduction over
-``x`` and one elementwise pass forward; one fused reduction (``sum g``,
-``sum g (x - m)``) and one elementwise pass backward. Everything else works on
-``(N, C)`` tensors, and the backward pass through them is written out
-below. Only ``x`` and small statistics are saved for the backward pass.
-
-The full-size passes use native fused kernels that exist on every device:
-
-- moments: ``native_group_norm`` with one group per channel returns
-  ``m`` and ``1 / sqrt(v + eps)`` (with a normalized copy of ``x`` that the
-  output then overwrites in place);
-- the backward reductions: ``native_group_norm_backward`` on the
-  ``(1, N * C, H, W)`` view with mean ``m`` and unit scale returns
-  ``sum g * (x - m)`` and ``sum g`` per ``(sample, channel)``.
-
-Half-precision inputs are reduced in float32, and all the statistics and
-coefficients are float32; the output has the input's dtype.
+Each full-size pass is a *stage* function of plain tensor ops that the
+fused tier compiles (:mod:`.bcn_compiled`); the eager tier runs the same
+stages, except where PyTorch has a faster native kernel (the moments and
+the backward reductions, through GroupNorm's kernels with one group per
+channel). Half-precision inputs are reduced in float32 (the compiled
+stages read them directly; the eager tier casts); every statistic is
+float32 and the output has the input's dtype and memory format.
 """
-from typing import NamedTuple, Optional, Tuple, Union
+import contextlib
+import math
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 from mmengine.dist import all_reduce
@@ -48,224 +43,91 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from .ws_conv import _autocast_off
-
-__all__ = [
-    'stat_dtype', 'cast_optional', 'check_count', 'channel_moments',
-    'batch_statistics', 'estimate_statistics', 'Coefficients',
-    'group_coefficients', 'bcn_inference', 'BCNFunction'
-]
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+OptTensor = Optional[Tensor]
 
 
 def stat_dtype(x: Tensor) -> torch.dtype:
     """Statistics dtype: float32 for half-precision inputs, else x's."""
-    return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+    return torch.float32 if x.dtype in (torch.float16,
+                                        torch.bfloat16) else x.dtype
 
 
-def cast_optional(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
-    """``t`` in ``dtype``, or None for None."""
-    return None if t is None else t.to(dtype)
+def _layout(x: Tensor) -> torch.memory_format:
+    """``x``'s memory format: channels-last or contiguous."""
+    return (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last) else
+            torch.contiguous_format)
 
 
-def check_count(mode: str,
-                count: int,
-                size: torch.Size,
-                distributed: bool = False) -> None:
-    """Raise the error of a training batch with too few values.
-
-    Args:
-        mode (str): ``'batch'`` (batch statistics need more than one value
-            per channel, BatchNorm's message) or ``'estimate'`` (the
-            estimates need at least one).
-        count (int): Values per channel in the (global) batch.
-        size (torch.Size): The input's size, for the message.
-        distributed (bool): Whether ``count`` is the global batch's.
-    """
-    if mode == 'batch' and count <= 1:
-        raise ValueError('Expected more than 1 value per channel when '
-                         f'training, got input size {size}')
-    if mode == 'estimate' and count == 0:
-        where = 'global batch' if distributed else 'batch'
-        raise ValueError(f'BCN got an empty {where} (input size {size})')
+def _bc(t: Tensor, dims: int = 4) -> Tensor:
+    """``(N, C)`` or ``(C,)`` -> broadcastable against a ``dims``-D input
+    ``(N, C, ...)``."""
+    return t.reshape(*t.shape, *([1] * (dims - 2)))
 
 
-def channel_moments(x: Tensor,
-                    eps: float,
-                    precise: bool = False
-                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-``(sample, channel)`` moments of ``x``, in one fused pass.
+def _spatial(x: Tensor) -> Tuple[int, ...]:
+    """The dims of ``x`` after ``(N, C)``."""
+    return tuple(range(2, x.dim()))
+
+
+def bcn_reference(x: Tensor, weight: OptTensor, bias: OptTensor,
+                  batch_weight: OptTensor, batch_bias: OptTensor,
+                  mean: Tensor, var: Tensor, num_groups: int, mode: str,
+                  momentum: float,
+                  eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """BCN as the paper writes it: batch step, channel step, group affine.
+
+    Plain tensor ops, differentiated by autograd; one process, no buffer
+    updated. Half-precision inputs are computed in float32.
 
     Args:
-        x (Tensor): Contiguous input of shape ``(N, C, H, W)``.
-        eps (float): Added to the variance inside the kernel.
-        precise (bool): Compute the variance from the normalized values
-            (one more read pass, accurate to float rounding even when
-            ``|mean| >> std``), for statistics that the running buffers
-            keep. Otherwise it is recovered from the kernel's ``rstd``
-            (about 1e-6 relative when ``|mean| / std ~ 25``, which is
-            immaterial to the output). Defaults to False.
+        x (Tensor): Input, ``(N, C, H, W)``.
+        weight, bias (Tensor, optional): Group affine ``a, b``, ``(G,)``.
+        batch_weight, batch_bias (Tensor, optional): Batch-step ``gamma,
+            beta``, ``(C,)``.
+        mean, var (Tensor): Running statistics, or for ``'estimate'`` the
+            estimates ``mu_hat, var_hat`` before this step, ``(C,)``.
+        num_groups (int): ``G``.
+        mode (str): ``'eval'`` (normalize with ``mean, var``), ``'batch'``
+            (batch statistics, with gradient) or ``'estimate'`` (update the
+            estimates without gradient, then normalize with them).
+        momentum (float): Update rate of the estimates.
+        eps (float): Added to the variances of both steps.
 
     Returns:
-        tuple[Tensor, Tensor, Tensor, Tensor]: ``xn`` of shape
-        ``(N, C, H, W)``, ``(x - m) * rstd`` (a fresh tensor the caller may
-        overwrite); then, of shape ``(N, C)``, the mean ``m``, the biased
-        variance ``v`` and ``rstd = 1 / sqrt(v + eps)``. All in
-        :func:`stat_dtype` of ``x``.
+        tuple[Tensor, Tensor, Tensor]: The output (dtype of ``x``) and the
+        batch step's mean and biased variance as used, detached.
     """
-    n, c, h, w = x.shape
     dtype = stat_dtype(x)
-    if x.numel() == 0:
-        zeros = x.new_zeros((n, c), dtype=dtype)
-        return (x.new_empty(x.shape,
-                            dtype=dtype), zeros, zeros.clone(), zeros + 1)
-    xs = x if x.dtype == dtype else x.to(dtype)
-    xn, mean, rstd = torch.native_group_norm(xs, None, None, n, c, h * w, c,
-                                             eps)
-    rstd = rstd.view(n, c)
-    if precise:
-        # sum xn^2 = rstd^2 sum (x - m)^2, with the kernel's own rstd: one
-        # more read of xn, but the variance is then as exact as a centred
-        # two-pass sum (the kernel's rstd carries its variance to ~1e-6
-        # relative only when |mean| >> std)
-        norm = torch.linalg.vector_norm(xn, dim=(2, 3)).view(n, c)
-        var = (norm / rstd).square_().div_(h * w)
-    else:
-        var = rstd.pow(-2).sub_(eps).clamp_min_(0)
-    return xn, mean.view(n, c), var, rstd
-
-
-def _affine_reductions(grad: Tensor, x: Tensor, m: Tensor,
-                       dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
-    """``sum g * (x - m)`` and ``sum g`` over ``(H, W)``, shape ``(N, C)``.
-    """
+    xs = x.to(dtype)
     n, c, h, w = x.shape
-    if x.numel() == 0:
-        zeros = x.new_zeros((n, c), dtype=dtype)
-        return zeros, zeros.clone()
-    if x.dtype == dtype and grad.dtype == dtype:
-        # GroupNorm's backward with one group per (sample, channel), mean m
-        # and unit scale: its dgamma, dbeta are exactly these sums
-        ones = x.new_ones(n * c)
-        _, sum_gx, sum_g = torch.ops.aten.native_group_norm_backward(
-            grad.view(1, n * c, h, w), x.view(1, n * c, h, w),
-            m.reshape(1, n * c), ones.view(1, -1), ones, 1, n * c, h * w,
-            n * c, [False, True, True])
-        return sum_gx.view(n, c), sum_g.view(n, c)
-    grad32 = grad.to(dtype)
-    centred = x.to(dtype) - m.view(n, c, 1, 1)
-    return (grad32 * centred).sum((2, 3)), grad32.sum((2, 3))
-
-
-def batch_statistics(m: Tensor, v: Tensor, hw: int, sync: bool,
-                     size: torch.Size
-                     ) -> Tuple[Tensor, Tensor, Union[int, Tensor]]:
-    """Batch mean and biased variance per channel, from ``m, v``.
-
-    Args:
-        m (Tensor): Per-``(sample, channel)`` means, ``(N, C)``.
-        v (Tensor): Per-``(sample, channel)`` biased variances, ``(N, C)``.
-        hw (int): Values per ``(sample, channel)``.
-        sync (bool): All-reduce the sums over the default process group
-            (two small all-reduces: the sums and the count, then the
-            squared deviations about the global mean).
-        size (torch.Size): The input's size, for the error message.
-
-    Returns:
-        tuple: ``mean (C,)``, ``var (C,)`` (biased) and the global element
-        count (an int, or a 0-d tensor when synchronized).
-
-    Raises:
-        ValueError: BatchNorm's message when the (global) batch has only one
-            value per channel.
-    """
-    channels = m.size(1)
-    local = count = m.size(0) * hw
-    total = m.sum(0) * hw
-    if sync:
-        sums = torch.cat([total, total.new_full((1, ), float(count))])
-        all_reduce(sums, op='sum')  # in place; no-op for one process
-        total, count = sums[:channels], sums[-1]
-    # a global count of 1 implies a local count <= 1 on every rank, so all
-    # ranks raise together; larger local counts skip the host sync
-    if local <= 1:
-        check_count('batch', int(count), size, sync)
-    mean = total / count
-    sq_total = (v + (m - mean).square()).sum(0) * hw
-    if sync:
-        all_reduce(sq_total, op='sum')
-    return mean, sq_total / count, count
-
-
-def estimate_statistics(m: Tensor, v: Tensor, hw: int, running_mean: Tensor,
-                        running_var: Tensor, momentum: float, sync: bool,
-                        size: torch.Size) -> Tuple[Tensor, Tensor]:
-    """Update the estimated statistics in place; return the new values.
-
-    ``mu_hat <- lerp(mu_hat, mean, r)`` and ``var_hat <- lerp(var_hat, s,
-    r)`` with ``s`` the mean of ``(x - old mu_hat) ** 2``, which is
-    ``mean_n (v + (m - old mu_hat) ** 2)`` exactly (no cancellation). Over
-    the global batch when ``sync`` (one all-reduce of the two sums and the
-    count).
-
-    Args:
-        m (Tensor): Per-``(sample, channel)`` means, ``(N, C)``.
-        v (Tensor): Per-``(sample, channel)`` biased variances, ``(N, C)``.
-        hw (int): Values per ``(sample, channel)``.
-        running_mean (Tensor): ``mu_hat``, ``(C,)``, updated in place.
-        running_var (Tensor): ``var_hat``, ``(C,)``, updated in place.
-        momentum (float): The update rate ``r``.
-        sync (bool): All-reduce over the default process group.
-        size (torch.Size): The input's size, for the error message.
-
-    Returns:
-        tuple[Tensor, Tensor]: The updated estimates in ``m``'s dtype (new
-        tensors, not the buffers).
-
-    Raises:
-        ValueError: If the (global) batch is empty.
-    """
-    channels = m.size(1)
-    dtype = m.dtype
-    # the (C,)-sized update in float64: the buffers then carry only their
-    # own rounding, step after step
-    m, v = m.double(), v.double()
-    mu_old = running_mean.double()
-    total = m.sum(0) * hw
-    sq_total = (v + (m - mu_old).square()).sum(0) * hw
-    count = m.size(0) * hw
-    if sync:
-        sums = torch.cat(
-            [total, sq_total,
-             total.new_full((1, ), float(count))])
-        all_reduce(sums, op='sum')  # in place; no-op for one process
-        total, sq_total = sums[:channels], sums[channels:2 * channels]
-        if count == 0:
-            # every rank is here when the global batch is empty
-            check_count('estimate', int(sums[-1].item()), size, True)
-        count = sums[-1]
-    else:
-        check_count('estimate', count, size)
-    new_mean = torch.lerp(mu_old, total / count, momentum)
-    new_var = torch.lerp(running_var.double(), sq_total / count, momentum)
-    # new tensors, rounded as the buffers: a later in-place update of the
-    # buffers must not touch what the backward pass saved
-    new_mean = new_mean.to(running_mean.dtype)
-    new_var = new_var.to(running_var.dtype)
-    running_mean.copy_(new_mean)
-    running_var.copy_(new_var)
-    return new_mean.to(dtype), new_var.to(dtype)
+    mean, var = mean.to(dtype), var.to(dtype)
+    if mode == 'batch':
+        var, mean = torch.var_mean(xs, dim=(0, 2, 3), correction=0)
+    elif mode == 'estimate':
+        xd = xs.detach()
+        second = (xd - _bc(mean)).square().mean((0, 2, 3))
+        mean = torch.lerp(mean, xd.mean((0, 2, 3)), momentum)
+        var = torch.lerp(var, second, momentum)
+    y = (xs - _bc(mean)) * torch.rsqrt(_bc(var) + eps)
+    if batch_weight is not None:
+        y = y * _bc(batch_weight.to(dtype))
+    if batch_bias is not None:
+        y = y + _bc(batch_bias.to(dtype))
+    yg = y.reshape(n, num_groups, (c // num_groups) * h * w)
+    gvar, gmean = torch.var_mean(yg, dim=2, keepdim=True, correction=0)
+    z = (yg - gmean) * torch.rsqrt(gvar + eps)
+    if weight is not None:
+        z = z * weight.to(dtype).view(1, -1, 1)
+    if bias is not None:
+        z = z + bias.to(dtype).view(1, -1, 1)
+    return z.reshape(x.shape).to(x.dtype), mean.detach(), var.detach()
 
 
 class Coefficients(NamedTuple):
-    """The closed form's small tensors (see the module docstring).
-
-    ``k = 1 / sqrt(var_c + eps)`` and ``s = gamma * k``: ``(C,)``; ``uc =
-    u - mu``: ``(N, G, C // G)``; ``R`` and ``aR = a * R``: ``(N, G, 1)``;
-    ``A = aR * s`` and ``D = aR * uc + b``: ``(N, C)``, so that ``out = A *
-    (x - m) + D``.
-    """
+    """The closed form's small tensors: ``k = rsqrt(var + eps)``, ``s =
+    gamma k`` ``(C,)``; ``uc`` ``(N, G, C // G)``; ``R``, ``aR = a R``
+    ``(N, G, 1)``; ``A``, ``D`` ``(N, C)``."""
     k: Tensor
     s: Tensor
     uc: Tensor
@@ -276,223 +138,326 @@ class Coefficients(NamedTuple):
 
 
 def group_coefficients(m: Tensor, v: Tensor, mean: Tensor, var: Tensor,
-                       weight: Optional[Tensor], bias: Optional[Tensor],
-                       batch_weight: Optional[Tensor],
-                       batch_bias: Optional[Tensor], num_groups: int,
-                       eps: float) -> Coefficients:
+                       weight: OptTensor, bias: OptTensor,
+                       batch_weight: OptTensor, batch_bias: OptTensor,
+                       num_groups: int, eps: float) -> Coefficients:
     """BCN as ``out = A * (x - m) + D`` per ``(sample, channel)``.
 
-    The centred form has no cancellation: ``u - mu`` is computed from
-    ``s * (m - mean) + beta`` and the output from ``x - m``, so a large
-    common offset of ``x`` costs no precision. Pure and differentiable (the
-    fused tier differentiates through it; the eager tier's backward is
-    written out in :class:`BCNFunction`).
-
     Args:
-        m (Tensor): Per-``(sample, channel)`` means of ``x``, ``(N, C)``.
-        v (Tensor): Per-``(sample, channel)`` biased variances, ``(N, C)``.
-        mean (Tensor): The batch step's mean, ``(C,)``.
-        var (Tensor): The batch step's variance, ``(C,)``.
-        weight (Tensor, optional): Group affine ``a``, ``(G,)``.
-        bias (Tensor, optional): Group affine ``b``, ``(G,)``.
-        batch_weight (Tensor, optional): Batch-step ``gamma``, ``(C,)``.
-        batch_bias (Tensor, optional): Batch-step ``beta``, ``(C,)``.
+        m, v (Tensor): Per-``(sample, channel)`` mean and biased variance
+            of ``x``, ``(N, C)``.
+        mean, var (Tensor): The batch step's statistics, ``(C,)``.
+        weight, bias, batch_weight, batch_bias (Tensor, optional): As in
+            :func:`bcn_reference`, in ``m``'s dtype.
         num_groups (int): ``G``.
         eps (float): Added to both variances.
 
     Returns:
-        Coefficients: The tensors of the closed form, in ``m``'s dtype.
+        Coefficients: In ``m``'s dtype. No cancellation: ``uc`` comes from
+        ``m - mean`` and the output from ``x - m``.
     """
     n, c = m.shape
-    groups = num_groups
+    shape = (n, num_groups, c // num_groups)
     k = torch.rsqrt(var + eps)
     s = k if batch_weight is None else k * batch_weight
-    sg = s.view(1, groups, -1)
+    sg = s.view(1, *shape[1:])
     u = (m - mean) * s
     if batch_bias is not None:
         u = u + batch_bias
-    u = u.view(n, groups, -1)
+    u = u.view(shape)
     uc = u - u.mean(2, keepdim=True)
-    w = torch.addcmul(uc.square(), v.view(n, groups, -1), sg.square())
-    R = torch.rsqrt(w.mean(2, keepdim=True) + eps)
-    aR = R if weight is None else R * weight.view(1, groups, 1)
-    A = (aR * sg).view(n, c)
+    second = torch.addcmul(uc.square(), v.view(shape), sg * sg)
+    R = torch.rsqrt(second.mean(2, keepdim=True) + eps)
+    aR = R if weight is None else R * weight.view(1, num_groups, 1)
     D = aR * uc
     if bias is not None:
-        D = D + bias.view(1, groups, 1)
-    return Coefficients(k, s, uc, R, aR, A, D.view(n, c))
+        D = D + bias.view(1, num_groups, 1)
+    return Coefficients(k, s, uc, R, aR, (aR * sg).view(n, c), D.view(n, c))
 
 
-def _per_sample_channel(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """``(N, C)`` -> ``(N, C, 1, 1)`` in ``dtype``."""
-    return t.to(dtype).view(*t.shape, 1, 1)
-
-
-def _output(xn: Tensor, co: Coefficients, rstd: Tensor,
-            out_dtype: torch.dtype) -> Tensor:
-    """``out = A (x - m) + D = (A / rstd) xn + D``, written over ``xn``
-    (the moments kernel's normalized copy), in ``out_dtype``."""
-    scale = _per_sample_channel(co.A / rstd, xn.dtype)
-    return xn.mul_(scale).add_(_per_sample_channel(co.D,
-                                                   xn.dtype)).to(out_dtype)
-
-
-def bcn_inference(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                  batch_weight: Optional[Tensor], batch_bias: Optional[Tensor],
-                  running_mean: Tensor, running_var: Tensor, num_groups: int,
-                  eps: float) -> Tensor:
-    """BCN in eval mode without autograd: the closed form's forward only.
-
-    What :class:`BCNFunction` computes with ``mode='eval'``, for calls that
-    need no gradient (``torch.no_grad()``, inference), without the autograd
-    function's bookkeeping.
-
-    Args:
-        x (Tensor): Input, ``(N, C, H, W)``.
-        weight, bias (Tensor, optional): Group affine, ``(G,)``.
-        batch_weight, batch_bias (Tensor, optional): Batch-step affine,
-            ``(C,)``.
-        running_mean, running_var (Tensor): The batch step's statistics,
-            ``(C,)``.
-        num_groups (int): ``G``.
-        eps (float): Added to both variances.
+def coefficients_backward(dA: Tensor, dD: Tensor, m: Tensor, v: Tensor,
+                          mean: Tensor, co: Coefficients, weight: OptTensor,
+                          batch_weight: OptTensor, num_groups: int) -> tuple:
+    """Gradients through :func:`group_coefficients` and ``out = A (x - m)
+    + D``, given ``dA = sum g (x - m)`` and ``dD = sum g`` over ``(H, W)``.
 
     Returns:
-        Tensor: Shape and dtype of ``x``.
+        tuple: ``dm, dv`` ``(N, C)``; ``dmean, dvar`` ``(C,)`` (used when
+        the statistics are the batch's); the gradients of ``weight, bias,
+        batch_weight, batch_bias``.
     """
-    with _autocast_off(x.device.type):
-        xn, m, v, rstd = channel_moments(x.contiguous(), eps)
-        dtype = m.dtype
-        co = group_coefficients(m, v, running_mean.to(dtype),
-                                running_var.to(dtype),
-                                cast_optional(weight, dtype),
-                                cast_optional(bias, dtype),
-                                cast_optional(batch_weight, dtype),
-                                cast_optional(batch_bias, dtype), num_groups,
-                                eps)
-        return _output(xn, co, rstd, x.dtype)
+    n, c = m.shape
+    groups = num_groups
+    shape = (n, groups, c // groups)
+    sg = co.s.view(1, *shape[1:])
+    dAg, dDg = dA.view(shape), dD.view(shape)
+    d_aR = (dAg * sg + dDg * co.uc).sum(2, keepdim=True)
+    ds = (dAg * co.aR).sum(0).view(c)
+    duc = dDg * co.aR
+    grad_bias = dDg.sum((0, 2))
+    grad_weight = (d_aR * co.R).sum(0).view(groups)
+    dR = d_aR if weight is None else d_aR * weight.view(1, groups, 1)
+    dw = (-0.5 * groups / c) * co.R.pow(3) * dR
+    dv = (dw * sg.square()).view(n, c)
+    ds = ds + (2 * sg * v.view(shape) * dw).sum(0).view(c)
+    du = duc + 2 * co.uc * dw
+    du = (du - du.mean(2, keepdim=True)).view(n, c)
+    dm = du * co.s - co.A * dD
+    grad_batch_bias = du.sum(0)
+    ds = ds + (du * (m - mean)).sum(0)
+    grad_batch_weight = ds * co.k
+    dk = ds if batch_weight is None else ds * batch_weight
+    dvar = -0.5 * co.k.pow(3) * dk
+    dmean = -co.s * grad_batch_bias
+    return (dm, dv, dmean, dvar, grad_weight, grad_bias, grad_batch_weight,
+            grad_batch_bias)
+
+
+# ------------------------------------------------- stages (full-size passes)
+# Each takes ``(N, C, ...)`` tensors; the fused tier passes ``(N, C, H *
+# W)`` views (views for contiguous and channels-last tensors alike), which
+# keep the image size out of the compiler's shape relations with ``C``.
+def moments_stage(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-``(sample, channel)`` mean and biased variance, ``(N, C)``."""
+    v, m = torch.var_mean(x.to(stat_dtype(x)), dim=_spatial(x),
+                          correction=0)
+    return m, v
+
+
+def normalize_stage(x: Tensor, m: Tensor, v: Tensor, mean: Tensor,
+                    var: Tensor, weight: OptTensor, bias: OptTensor,
+                    batch_weight: OptTensor, batch_bias: OptTensor,
+                    num_groups: int, eps: float) -> Tensor:
+    """The output ``A * (x - m) + D``, dtype and memory format of ``x``."""
+    co = group_coefficients(m, v, mean, var, weight, bias, batch_weight,
+                            batch_bias, num_groups, eps)
+    d = x.dim()
+    out = (x.to(m.dtype) - _bc(m, d)) * _bc(co.A, d) + _bc(co.D, d)
+    return out.to(x.dtype)
+
+
+def grad_stats_stage(grad: Tensor, x: Tensor, m: Tensor, v: Tensor,
+                     mean: Tensor, var: Tensor, weight: OptTensor,
+                     bias: OptTensor, batch_weight: OptTensor,
+                     batch_bias: OptTensor, num_groups: int,
+                     eps: float) -> tuple:
+    """The backward reductions and :func:`coefficients_backward`; returns
+    its tuple with ``A`` appended."""
+    co = group_coefficients(m, v, mean, var, weight, bias, batch_weight,
+                            batch_bias, num_groups, eps)
+    g = grad.to(m.dtype)
+    dA = (g * (x.to(m.dtype) - _bc(m, x.dim()))).sum(_spatial(x))
+    return (*coefficients_backward(dA, g.sum(_spatial(x)), m, v, mean, co,
+                                   weight, batch_weight, num_groups), co.A)
+
+
+def grad_input_stage(grad: Tensor, x: Tensor, m: Tensor, A: Tensor,
+                     dm: Tensor, dv: Tensor) -> Tensor:
+    """``dx = A g + P x + Q`` with ``P = 2 dv / hw``, ``Q = dm / hw - P m``
+    (from ``m = mean x``, ``v = mean (x - m)^2``)."""
+    hw = x[0, 0].numel() if x.size(0) > 0 else 1
+    p = dv * (2.0 / hw)
+    q = dm / hw - p * m
+    d = x.dim()
+    dx = grad.to(m.dtype) * _bc(A, d)
+    return dx.addcmul_(x.to(m.dtype), _bc(p, d)).add_(_bc(q, d)).to(x.dtype)
+
+
+def _native_moments(x: Tensor, eps: float) -> Tuple[Tensor, ...]:
+    """:func:`moments_stage` through GroupNorm's kernel with one group per
+    channel (several times faster than ``var_mean`` on the CPU); also
+    returns ``xn = (x - m) * rstd`` (a fresh tensor) and ``rstd``."""
+    n, c, h, w = x.shape
+    if x.numel() == 0:
+        zeros = x.new_zeros((n, c), dtype=stat_dtype(x))
+        return zeros, zeros, x.new_empty(x.shape, dtype=zeros.dtype), zeros
+    # the CPU kernel also takes channels-last inputs (and keeps them so)
+    layout = (_layout(x)
+              if x.device.type == 'cpu' else torch.contiguous_format)
+    xs = x.to(stat_dtype(x)).contiguous(memory_format=layout)
+    xn, m, rstd = torch.native_group_norm(xs, None, None, n, c, h * w, c,
+                                          eps)
+    rstd = rstd.view(n, c)
+    return m.view(n, c), rstd.pow(-2).sub_(eps).clamp_min_(0), xn, rstd
+
+
+def _native_grad_stats(grad: Tensor, x: Tensor, m: Tensor, v: Tensor,
+                       mean: Tensor, var: Tensor, *params_groups_eps):
+    """:func:`grad_stats_stage` with the two reductions in one native
+    pass (GroupNorm's backward with one group per ``(sample, channel)``,
+    mean ``m`` and unit scale) where the layout allows."""
+    weight, bias, batch_weight, batch_bias, groups, eps = params_groups_eps
+    n, c, h, w = x.shape
+    if not (x.dtype == grad.dtype == m.dtype and x.is_contiguous()
+            and grad.is_contiguous() and x.numel() > 0):
+        return grad_stats_stage(grad, x, m, v, mean, var, *params_groups_eps)
+    ones = x.new_ones(n * c)
+    _, dA, dD = torch.ops.aten.native_group_norm_backward(
+        grad.view(1, n * c, h, w), x.view(1, n * c, h, w),
+        m.reshape(1, n * c), ones.view(1, -1), ones, 1, n * c, h * w, n * c,
+        [False, True, True])
+    co = group_coefficients(m, v, mean, var, weight, bias, batch_weight,
+                            batch_bias, groups, eps)
+    return (*coefficients_backward(dA.view(n, c), dD.view(n, c), m, v, mean,
+                                   co, weight, batch_weight, groups), co.A)
+
+
+def _strided_like(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` with the strides of ``like`` (a copy only if they differ)."""
+    if t.stride() == like.stride():
+        return t
+    return torch.empty_strided(like.shape, like.stride(), dtype=t.dtype,
+                               device=t.device).copy_(t)
+
+
+def _statistics(m: Tensor, v: Tensor, hw: int, running_mean: Tensor,
+                running_var: Tensor, mode: str, momentum: float, sync: bool,
+                size: torch.Size) -> Tuple[Tensor, Tensor, Tensor]:
+    """The batch step's ``mean, var`` for ``mode``; updates the buffers.
+
+    Per-channel sums ``S1 = sum x``, ``S2 = sum (x - shift)^2`` and the
+    count, one all-reduce when ``sync``; ``shift`` is ``running_mean`` (the
+    same on every rank), or for unsynchronized batch statistics the batch
+    mean itself (an exact two-pass variance). ``'batch'``: ``mean = S1 / n``, ``var = S2 /
+    n - (mean - shift)^2``; ``'estimate'``: the paper's update, ``S2 / n``
+    being the second moment about the old ``mu_hat``. A global batch with
+    no values leaves the buffers alone.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: ``mean``, ``var`` (biased), ``(C,)``
+        in ``m``'s dtype, and the global count (0-d).
+    """
+    dtype = m.dtype
+    shift = running_mean.to(dtype)
+    if mode == 'batch' and not sync and m.size(0) > 0:
+        shift = m.mean(0)
+    local = m.size(0) * hw
+    sums = torch.cat([
+        m.sum(0) * hw, (v + (m - shift).square()).sum(0) * hw,
+        m.new_full((1, ), float(local))
+    ])
+    if sync:
+        all_reduce(sums, op='sum')  # in place; a no-op for one process
+    c = m.size(1)
+    count = sums[2 * c]
+    total = local
+    if local <= 1:  # only then can the global count be 0 or 1: look
+        total = int(count.item())
+        if mode == 'batch' and total == 1:
+            raise ValueError('Expected more than 1 value per channel when '
+                             f'training, got input size {size}')
+        if total == 0:
+            return running_mean.to(dtype), running_var.to(dtype), count
+    first, second = sums[:c] / count, sums[c:2 * c] / count
+    with torch.no_grad():
+        if mode == 'batch':
+            mean = first
+            var = (second - (mean - shift).square()).clamp_min(0)
+            running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+            running_var.lerp_((var * count / (count - 1)).to(
+                running_var.dtype), momentum)
+        else:
+            running_mean.lerp_(first.to(running_mean.dtype), momentum)
+            running_var.lerp_(second.to(running_var.dtype), momentum)
+            # copies: the backward pass must not see later updates
+            mean = running_mean.to(dtype, copy=True)
+            var = running_var.to(dtype, copy=True)
+    return mean, var, count
 
 
 class BCNFunction(Function):
-    """BCN forward and backward in the closed form (eager tier).
+    """BCN forward and backward in closed form (both tiers).
 
     ``BCNFunction.apply(x, weight, bias, batch_weight, batch_bias,
-    running_mean, running_var, num_groups, mode, momentum, eps, sync)``;
-    ``mode`` is ``'eval'`` (running statistics), ``'estimate'`` (update the
-    estimates, then use them; no gradient through them) or ``'batch'``
-    (batch statistics with gradient; running statistics updated). ``sync``
-    all-reduces the training statistics (and, for ``'batch'``, their
-    gradients) over the default process group.
+    running_mean, running_var, num_groups, mode, momentum, eps, sync,
+    run)``. ``mode`` is ``'eval'``, ``'estimate'`` or ``'batch'`` (see
+    :func:`bcn_reference`); ``sync`` all-reduces the training statistics
+    (and, for ``'batch'``, their gradients) over the default process group;
+    ``run(stage, *args)`` runs a stage: compiled (the fused tier,
+    :mod:`.bcn_compiled`) or None for the eager tier.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Optional[Tensor],
-                bias: Optional[Tensor], batch_weight: Optional[Tensor],
-                batch_bias: Optional[Tensor], running_mean: Tensor,
-                running_var: Tensor, num_groups: int, mode: str,
-                momentum: float, eps: float, sync: bool) -> Tensor:
+    def forward(ctx, x: Tensor, weight: OptTensor, bias: OptTensor,
+                batch_weight: OptTensor, batch_bias: OptTensor,
+                running_mean: Tensor, running_var: Tensor, num_groups: int,
+                mode: str, momentum: float, eps: float, sync: bool,
+                run: Optional[Callable]) -> Tensor:
+        dtype = stat_dtype(x)
+        # plain tensors: the compiler keeps a Parameter's shape static
+        params = tuple(
+            None if p is None else p.detach().to(dtype)
+            for p in (weight, bias, batch_weight, batch_bias))
+        hw = x[0, 0].numel() if x.size(0) > 0 else math.prod(x.shape[2:])
         with _autocast_off(x.device.type):
-            x = x.contiguous()
-            size = x.size()
-            hw = size[2] * size[3]
-            xn, m, v, rstd = channel_moments(x, eps, mode != 'eval')
-            dtype = m.dtype
-            count = None
-            if mode == 'batch':
-                mean, var, count = batch_statistics(m, v, hw, sync, size)
-                with torch.no_grad():
-                    unbiased = var * (count / (count - 1))
-                    running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-                    running_var.lerp_(unbiased.to(running_var.dtype), momentum)
-            elif mode == 'estimate':
-                mean, var = estimate_statistics(m, v, hw, running_mean,
-                                                running_var, momentum, sync,
-                                                size)
+            if run is None:
+                m, v, xn, rstd = _native_moments(x, eps)
             else:
-                # copies: the backward pass must not see later updates
+                # detached: neither its view base nor requires_grad (train
+                # against eval) enters the compiler's guards
+                xd = x.detach()
+                m, v = run(moments_stage, xd)
+            count = None
+            if mode == 'eval':
                 mean = running_mean.to(dtype, copy=True)
                 var = running_var.to(dtype, copy=True)
-            co = group_coefficients(m, v, mean, var,
-                                    cast_optional(weight, dtype),
-                                    cast_optional(bias, dtype),
-                                    cast_optional(batch_weight, dtype),
-                                    cast_optional(batch_bias, dtype),
-                                    num_groups, eps)
-            out = _output(xn, co, rstd, x.dtype)
-
-        ctx.save_for_backward(x, m, v, mean, co.k, co.s, co.uc, co.R, co.aR,
-                              co.A, weight, batch_weight)
-        ctx.config = (num_groups, mode, sync, hw, count,
-                      None if weight is None else weight.dtype,
-                      None if bias is None else bias.dtype,
-                      None if batch_weight is None else batch_weight.dtype,
-                      None if batch_bias is None else batch_bias.dtype)
+            else:
+                mean, var, count = _statistics(m, v, hw, running_mean,
+                                               running_var, mode, momentum,
+                                               sync, x.size())
+            if run is None:
+                co = group_coefficients(m, v, mean, var, *params, num_groups,
+                                        eps)
+                out = xn.mul_(_bc(co.A / rstd)).add_(_bc(co.D)).to(x.dtype)
+            else:
+                out = run(normalize_stage, xd, m, v, mean, var, *params,
+                          num_groups, eps)
+        ctx.save_for_backward(x, m, v, mean, var, *params)
+        ctx.config = (num_groups, mode, sync, eps, hw, count, run,
+                      tuple(None if p is None else p.dtype
+                            for p in (weight, bias, batch_weight,
+                                      batch_bias)))
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        (x, m, v, mean, k, s, uc, R, aR, A, weight,
-         batch_weight) = ctx.saved_tensors
-        (groups, mode, sync, hw, count, w_dtype, b_dtype, bw_dtype,
-         bb_dtype) = ctx.config
-        dtype = m.dtype
-        n, c = m.shape
-        cg = c // groups
+        x, m, v, mean, var, *params = ctx.saved_tensors
+        groups, mode, sync, eps, hw, count, run, dtypes = ctx.config
+        x = x.detach()
+        # the layout of x (not, e.g., the expanded gradient of a sum)
+        grad = _strided_like(grad, x)
         with _autocast_off(x.device.type):
-            grad = grad.contiguous()
-            # out = A (x - m) + D
-            dA, dD = _affine_reductions(grad, x, m, dtype)
-            sg = s.view(1, groups, -1)
-            dAg, dDg = dA.view(n, groups, cg), dD.view(n, groups, cg)
-            dm = -A * dD
-            # A = aR s, D = aR uc + b
-            d_aR = (dAg * sg + dDg * uc).sum(2, keepdim=True)
-            ds = (dAg * aR).sum(0).view(c)
-            duc = dDg * aR
-            grad_bias = dDg.sum((0, 2)) if b_dtype is not None else None
-            grad_weight = None
-            dR = d_aR
-            if w_dtype is not None:
-                grad_weight = (d_aR * R).sum(0).view(groups)
-                dR = d_aR * weight.to(dtype).view(1, groups, 1)
-            # R = rsqrt(mean_c w + eps), w = s^2 v + uc^2
-            dw = (-0.5 / cg) * R.pow(3) * dR
-            dv = (dw * sg.square()).view(n, c)
-            ds = ds + (2 * sg * v.view(n, groups, cg) * dw).sum(0).view(c)
-            duc = duc + 2 * uc * dw
-            # uc = u - mean_c u, u = s (m - mean) + beta
-            du = duc - duc.mean(2, keepdim=True)
-            dm = dm + (du * sg).view(n, c)
-            du = du.view(n, c)
-            dbeta = du.sum(0)
-            ds = ds + (du * (m - mean)).sum(0)
-            grad_batch_bias = dbeta if bb_dtype is not None else None
-            # s = gamma k
-            grad_batch_weight = ds * k if bw_dtype is not None else None
+            if run is None:
+                out = _native_grad_stats(grad, x, m, v, mean, var, *params,
+                                         groups, eps)
+            else:
+                out = run(grad_stats_stage, grad, x, m, v, mean, var,
+                          *params, groups, eps)
+            dm, dv, dmean, dvar, *grads, A = out
             if mode == 'batch':
-                dk = ds if bw_dtype is None else ds * batch_weight.to(dtype)
-                dvar = -0.5 * k.pow(3) * dk
-                dmean = -s * dbeta
-                # mean = sum / count, var = sum of squared deviations / count
-                d_sums = torch.cat([dmean, dvar]) / count
+                # mean = S1 / n and var = S2 / n - (mean - shift)^2 depend on
+                # every rank's x: all-reduce their gradients, then chain
+                d_stats = torch.cat([dmean, dvar]) / count
                 if sync:
-                    all_reduce(d_sums, op='sum')
-                dmean, dvar = d_sums[:c], d_sums[c:]
+                    all_reduce(d_stats, op='sum')
+                dmean, dvar = d_stats.chunk(2)
                 dm = dm + hw * (dmean + 2 * (m - mean) * dvar)
                 dv = dv + hw * dvar
             grad_x = None
             if ctx.needs_input_grad[0]:
-                # m = mean x, v = mean (x - m)^2:
-                # dx = A g + P x + Q, P = 2 dv / hw, Q = dm / hw - P m
-                p = dv * (2.0 / hw)
-                q = dm / hw - p * m
-                grad_x = grad.to(dtype) * _per_sample_channel(A, dtype)
-                grad_x.addcmul_(x, _per_sample_channel(p, dtype))
-                grad_x.add_(_per_sample_channel(q, dtype))
-                grad_x = grad_x.to(x.dtype)
-        return (grad_x, cast_optional(grad_weight, w_dtype),
-                cast_optional(grad_bias, b_dtype),
-                cast_optional(grad_batch_weight, bw_dtype),
-                cast_optional(grad_batch_bias, bb_dtype), None, None, None,
-                None, None, None, None)
+                args = (grad, x, m, A, dm, dv)
+                grad_x = (run(grad_input_stage, *args)
+                          if run is not None else grad_input_stage(*args))
+        grads = [
+            None if dt is None else g.to(dt) for g, dt in zip(grads, dtypes)
+        ]
+        return (grad_x, *grads, None, None, None, None, None, None, None,
+                None)
+
+
+def _autocast_off(device_type: str):
+    """Autocast disabled on ``device_type`` (the layer picks its dtypes)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()

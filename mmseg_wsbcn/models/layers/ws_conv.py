@@ -21,14 +21,15 @@ ImageNet, COCO and DeepLab code (and of mmcv's ``ConvWS2d``); the ``var``
 form is the one of the authors' BCN+WS ImageNet models. The bias is never
 standardized and there is no gain.
 
-Contents, top-down: :func:`weight_standardize` (the pure function), the
-registered module :class:`WSConv2d` (``conv_cfg=dict(type='WSConv2d')``),
-then the deploy helpers :meth:`WSConv2d.to_conv2d` and :func:`fold_ws_conv`
-that turn WS convs into plain ``nn.Conv2d`` holding ``W_hat``.
+Contents, top-down: :func:`weight_standardize`, the definition in plain
+tensor ops (autograd differentiates it); the registered module
+:class:`WSConv2d` (``conv_cfg=dict(type='WSConv2d')``), whose training pass
+fuses WS with the conv so that no standardized copy of the weights is kept
+for the backward pass; the deploy helpers :meth:`WSConv2d.to_conv2d` and
+:func:`fold_ws_conv` (the inference path: plain convs holding ``W_hat``).
 """
 import contextlib
 import math
-import threading
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -81,126 +82,77 @@ def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _centre(w: Tensor, mean: Tensor, out: Optional[Tensor]) -> Tensor:
-    """``w - mean``, into ``out`` when given."""
-    return w - mean if out is None else torch.sub(w, mean, out=out)
-
-
-def _standardize_rows(w: Tensor,
-                      eps: float,
-                      mode: str,
-                      out: Optional[Tensor] = None
-                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``W_hat`` of a ``(O, n)`` weight, and the per-row statistics.
-
-    Args:
-        w (Tensor): The weight as ``(O, n)``.
-        eps (float): See :func:`weight_standardize`.
-        mode (str): ``'var'`` or ``'std'``.
-        out (Tensor, optional): Where to write ``W_hat`` (shape of ``w``);
-            a new tensor when None.
-
-    Returns:
-        tuple: ``W_hat``, the row means, the row scales ``r`` (``1 / (std +
-        eps)`` or ``1 / sqrt(var + eps)``) and the row stds, each
-        ``(O, 1)``; ``W_hat = (w - mean) * r``.
-    """
-    n = w.size(1)
-    mean = w.mean(1, keepdim=True)
-    centred = _centre(w, mean, out)
-    std = torch.linalg.vector_norm(
-        centred, dim=1, keepdim=True) / math.sqrt(n - 1)
-    if mode == 'var':
-        scale = torch.rsqrt(std.square() + eps)
-    else:
-        scale = (std + eps).reciprocal()
-    return centred.mul_(scale), mean, scale, std
-
-
-def _standardize_backward_(grad: Tensor, w_hat: Tensor, scale: Tensor,
-                           std: Tensor, mode: str) -> Tensor:
-    """The gradient of ``W`` from that of ``W_hat``, written over ``grad``
-    (``(O, n)``, a tensor the caller owns); see :class:`_Standardize`."""
-    n = w_hat.size(1)
-    k = torch.linalg.vecdot(grad, w_hat, dim=1).unsqueeze(1) / (n - 1)
-    if mode == 'std':
-        k = torch.where(std > 0, k / (scale * std), 0.)
-    grad.sub_(grad.mean(1, keepdim=True))
-    return grad.addcmul_(w_hat, k, value=-1).mul_(scale)
-
-
-class _Standardize(Function):
-    """``W_hat = (W - mu) * r`` per row of a ``(O, n)`` weight, with
-    ``r = 1 / (std + eps)`` (``'std'``) or ``1 / sqrt(var + eps)``
-    (``'var'``), and the backward pass written out.
-
-    With ``g`` the gradient of ``W_hat``, ``g_bar`` its row mean and
-    ``k = sum(g * W_hat) / (n - 1)`` per row, the gradient of ``W`` is::
-
-        'var':  r * (g - g_bar - W_hat * k)
-        'std':  r * (g - g_bar - W_hat * k * (std + eps) / std)
-
-    (the ``mu`` term vanishes because ``W_hat`` has zero row mean). For a
-    constant row (``std = 0``) the ``'std'`` correction is taken as 0, its
-    limit, so the gradient is the finite ``(g - g_bar) / eps``.
-    """
-
-    @staticmethod
-    def forward(ctx, w: Tensor, eps: float, mode: str) -> Tensor:
-        w_hat, _, scale, std = _standardize_rows(w, eps, mode)
-        ctx.save_for_backward(w_hat, scale, std)
-        ctx.mode = mode
-        return w_hat
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        w_hat, scale, std = ctx.saved_tensors
-        grad_w = _standardize_backward_(grad.clone(), w_hat, scale, std,
-                                        ctx.mode)
-        return grad_w, None, None
-
-
-_scratch_buffers = threading.local()
-
-
-def _scratch(weight: Tensor, dtype: torch.dtype) -> Optional[Tensor]:
-    """A reusable buffer for a transient ``W_hat`` on the CPU, or None.
-
-    Training standardizes every conv weight twice per step (forward, and
-    again in the backward pass) into a tensor that lives only until the
-    conv has run. On the CPU each such tensor would be fresh memory, and
-    the page faults of ~2x the model's weights per step cost more than the
-    standardization itself (glibc returns large freed blocks to the OS).
-    One buffer per thread, as large as the largest WS conv weight seen,
-    serves them all: the autograd function uses it and is done with it
-    before it returns. On CUDA the caching allocator already reuses
-    memory, so no buffer is kept.
-    """
-    if weight.device.type != 'cpu':
-        return None
-    numel = weight.numel()
-    buffers = _scratch_buffers.__dict__.setdefault('by_dtype', {})
-    buf = buffers.get(dtype)
-    if buf is None or buf.numel() < numel:
-        buf = buffers[dtype] = torch.empty(numel, dtype=dtype)
-    return buf[:numel].view(weight.size(0), -1)
-
-
 def _calc_dtype(weight: Tensor) -> torch.dtype:
     """Float64 for a float64 weight, else float32."""
     return torch.float64 if weight.dtype == torch.float64 else torch.float32
 
 
+def _standardize_rows(w: Tensor, eps: float,
+                      mode: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``W_hat = (w - mean) * scale`` of a ``(O, n)`` weight, with the row
+    ``mean``, ``scale`` and unbiased ``std``, each ``(O, 1)``."""
+    mean = w.mean(1, keepdim=True)
+    centred = w - mean
+    # the norm of the centred rows: no cancellation, and a zero gradient
+    # (not NaN) for a constant row
+    std = torch.linalg.vector_norm(
+        centred, dim=1, keepdim=True) / math.sqrt(w.size(1) - 1)
+    if mode == 'var':
+        scale = torch.rsqrt(std.square() + eps)
+    else:
+        scale = 1 / (std + eps)
+    return centred * scale, mean, scale, std
+
+
+def weight_standardize(weight: Tensor,
+                       eps: float = 1e-5,
+                       mode: str = 'var') -> Tensor:
+    """Standardize a conv weight per output channel (the definition).
+
+    See the module docstring for the two forms. Plain tensor ops over the
+    weight viewed as ``(O, n)``, differentiated by autograd. For a constant
+    filter (zero variance) the gradient is the finite ``(g - mean(g)) /
+    eps`` (``std``) or ``(g - mean(g)) / sqrt(eps)`` (``var``), not NaN.
+    The statistics are computed in float32 (float64 for a float64 weight)
+    with autocast disabled, so mixed precision training sees the ``W_hat``
+    of float32 training; the result has the weight's dtype.
+
+    Args:
+        weight (Tensor): Conv weight ``(O, I / groups, kh, kw)`` (any
+            ``(O, ...)`` shape, any memory format).
+        eps (float): Added to the unbiased std (``std``) or variance
+            (``var``). Must be > 0. Defaults to 1e-5.
+        mode (str): ``'var'`` (default, BCN+WS) or ``'std'`` (GN+WS, as
+            mmcv ``ConvWS2d``).
+
+    Returns:
+        Tensor: ``W_hat``, shape and dtype of ``weight`` (contiguous).
+
+    Raises:
+        ValueError: If ``mode`` is not ``'std'``/``'var'``, ``eps <= 0``, or
+            the fan-in ``n`` is below 2.
+    """
+    _check_eps_mode(eps, mode)
+    n = _check_fan_in(weight.shape)
+    with _autocast_off(weight.device.type):
+        w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), n)
+        w_hat = _standardize_rows(w, eps, mode)[0]
+    return w_hat.reshape(weight.shape).to(weight.dtype)
+
+
 class _WSConv2dFunction(Function):
-    """WS then ``conv2d``, keeping only the input, the raw weight and the
+    """WS then ``conv2d``, saving only the input, the raw weight and the
     per-row statistics for the backward pass.
 
-    The forward pass standardizes the weight, convolves and frees
-    ``W_hat``; the backward pass recomputes ``W_hat`` from the saved row
-    means and scales (bitwise the same values), runs the convolution's
-    backward, and turns the gradient of ``W_hat`` into that of ``W`` in
-    place. Training then holds no second copy of the conv weights. Under
+    The backward pass recomputes ``W_hat`` from the saved row means and
+    scales (the same values), runs the convolution's backward, and turns
+    the gradient ``g`` of ``W_hat`` into that of ``W``; with ``k = sum(g *
+    W_hat) / (n - 1)`` per row::
+
+        'var':  scale * (g - mean(g) - W_hat * k)
+        'std':  scale * (g - mean(g) - W_hat * k * (std + eps) / std)
+
+    (0 for the last term of a constant ``'std'`` row, its limit). Under
     autocast the conv runs in the autocast dtype, as ``F.conv2d`` would,
     and the standardization in float32.
     """
@@ -212,18 +164,15 @@ class _WSConv2dFunction(Function):
         device_type = x.device.type
         cast = (
             torch.get_autocast_dtype(device_type)
-            if torch.is_autocast_enabled(device_type) else None)
+            if torch.is_autocast_enabled(device_type) else weight.dtype)
         bias_dtype = None if bias is None else bias.dtype
         with _autocast_off(device_type):
             w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
-            w_hat, mean, scale, std = _standardize_rows(
-                w, eps, mode, _scratch(weight, w.dtype))
-            w_hat = w_hat.view(
-                weight.shape).to(weight.dtype if cast is None else cast)
-            if cast is not None:
-                x = x.to(cast)
-                bias = None if bias is None else bias.to(cast)
-            out = F.conv2d(x, w_hat, bias, stride, padding, dilation, groups)
+            w_hat, mean, scale, std = _standardize_rows(w, eps, mode)
+            x = x.to(cast)
+            out = F.conv2d(x, w_hat.view(weight.shape).to(cast),
+                           _cast(bias, cast), stride, padding, dilation,
+                           groups)
         ctx.save_for_backward(x, weight, mean, scale, std)
         ctx.conf = (mode, stride, padding, dilation, groups, cast, bias_dtype)
         return out
@@ -236,81 +185,40 @@ class _WSConv2dFunction(Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         with _autocast_off(x.device.type):
             w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
-            w_hat = _centre(w, mean, _scratch(weight, w.dtype)).mul_(scale)
-            conv_w = w_hat.view(
-                weight.shape).to(weight.dtype if cast is None else cast)
-            grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad.to(x.dtype), x, conv_w,
+            w_hat = (w - mean).mul_(scale)
+            grad_x, g, grad_b = torch.ops.aten.convolution_backward(
+                grad.to(x.dtype), x,
+                w_hat.view(weight.shape).to(cast),
                 None if bias_dtype is None else [weight.size(0)], list(stride),
                 list(padding), list(dilation), False, [0, 0], groups,
                 [need_x, need_w, need_b and bias_dtype is not None])
+            grad_w = None
             if need_w:
-                grad_w = grad_w.to(w_hat.dtype).reshape(w_hat.shape)
-                grad_w = _standardize_backward_(grad_w, w_hat, scale, std,
-                                                mode)
+                g = g.to(w_hat.dtype).reshape(w_hat.shape)
+                k = torch.linalg.vecdot(g, w_hat, dim=1).unsqueeze(1) / (
+                    w_hat.size(1) - 1)
+                if mode == 'std':
+                    k = torch.where(std > 0, k / (scale * std), 0.)
+                g = g - g.mean(1, keepdim=True)
+                grad_w = g.addcmul_(w_hat, k, value=-1).mul_(scale)
                 grad_w = grad_w.view(weight.shape).to(weight.dtype)
-            if grad_b is not None:
-                grad_b = grad_b.to(bias_dtype)
-        return (grad_x, grad_w, grad_b, None, None, None, None, None, None)
+        return (grad_x, grad_w, _cast(grad_b, bias_dtype), None, None, None,
+                None, None, None)
 
 
-def weight_standardize(weight: Tensor,
-                       eps: float = 1e-5,
-                       mode: str = 'var') -> Tensor:
-    """Standardize a conv weight per output channel.
-
-    See the module docstring for the two forms. Both run as one autograd
-    function over the weight viewed as ``(O, n)``: the forward pass centres
-    the rows (one new tensor, then scaled in place), takes the unbiased std
-    from the row norms of the centred weight (no cancellation), and saves
-    only ``W_hat`` and two per-row numbers; the backward pass is the closed
-    form of :class:`_Standardize`, two row reductions and one elementwise
-    pass. For a constant filter (zero variance) the gradient is the finite
-    ``(g - mean(g)) / eps`` (``std``) or ``(g - mean(g)) / sqrt(eps)``
-    (``var``), not ``NaN``.
-
-    The statistics are always computed in float32 (float64 for a float64
-    weight) with autocast disabled, so mixed precision training sees the
-    same ``W_hat`` as float32 training; the result is cast back to the
-    weight's own dtype (under autocast the weight is a float32 parameter,
-    so ``W_hat`` is float32 and the conv casts it as usual).
-
-    Args:
-        weight (Tensor): Conv weight of shape ``(O, I / groups, kh, kw)``
-            (any ``(O, ...)`` shape works; any memory format, e.g.
-            channels-last).
-        eps (float): Added to the unbiased std (``std``) or variance
-            (``var``). Must be > 0. Defaults to 1e-5.
-        mode (str): ``'var'`` (default, BCN+WS) or ``'std'`` (GN+WS, as
-            mmcv ``ConvWS2d``).
-
-    Returns:
-        Tensor: ``W_hat``, same shape and dtype as ``weight`` (contiguous),
-        differentiable with respect to ``weight``.
-
-    Raises:
-        ValueError: If ``mode`` is not ``'std'``/``'var'``, ``eps <= 0``, or
-            the fan-in ``n`` is below 2.
-    """
-    _check_eps_mode(eps, mode)
-    n = _check_fan_in(weight.shape)
-    out_dtype = weight.dtype
-    with _autocast_off(weight.device.type):
-        w = weight.to(_calc_dtype(weight)).reshape(weight.shape[0], n)
-        w_hat = _Standardize.apply(w, eps, mode)
-    return w_hat.reshape(weight.shape).to(out_dtype)
+def _cast(t: Optional[Tensor], dtype) -> Optional[Tensor]:
+    return None if t is None else t.to(dtype)
 
 
 @MODELS.register_module('WSConv2d')
 class WSConv2d(nn.Conv2d):
     """Conv2d with Weight Standardization (Qiao et al., arXiv:1903.10520).
 
-    Convolves with :func:`weight_standardize` of ``self.weight``; the bias
-    (if any) is used as is. In training ``W_hat`` is computed at every
-    forward; in eval mode without a gradient to the weight it is cached
-    until the weight changes (:meth:`standardized_weight`), so evaluation
-    costs what a plain conv costs. The
-    signature mirrors ``nn.Conv2d`` plus the keyword-only ``eps`` and
+    Convolves with :func:`weight_standardize` of ``self.weight``, computed
+    at every forward; the bias (if any) is used as is. When autograd records
+    the weight, WS and the conv run as one function that keeps no
+    standardized copy of the weight for the backward pass. For inference,
+    :func:`fold_ws_conv` removes WS altogether. The signature mirrors ``nn.Conv2d`` plus the keyword-only ``eps`` and
     ``mode``, so ``mmcv.cnn.build_conv_layer(dict(type='WSConv2d'), ...)``
     swaps it in for any conv. Parameters and state-dict keys are those of
     ``nn.Conv2d`` (``weight``, ``bias``): the raw, unstandardized weight is
@@ -383,8 +291,6 @@ class WSConv2d(nn.Conv2d):
         _check_fan_in(self.weight.shape)
         self.eps = eps
         self.mode = mode
-        # (key, W_hat) of the last eval-mode call; see standardized_weight
-        self._ws_cache: Optional[Tuple[tuple, Tensor]] = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Convolve ``x`` with the standardized weight.
@@ -404,64 +310,22 @@ class WSConv2d(nn.Conv2d):
                 f'{self.__class__.__name__} expected in_channels='
                 f'{self.in_channels}, got an input with {x.shape[1]} '
                 f'channels (shape {tuple(x.shape)})')
-        weight = self.weight
-        if self.training or (torch.is_grad_enabled() and weight.requires_grad):
-            self._ws_cache = None
-            if not isinstance(self.padding, str):
-                return self._ws_conv_forward(x)
-        return self._conv_forward(x, self.standardized_weight(), self.bias)
-
-    def _ws_conv_forward(self, x: Tensor) -> Tensor:
-        """Training: :class:`_WSConv2dFunction` (no ``W_hat`` kept)."""
-        padding = self.padding
-        if self.padding_mode != 'zeros':
-            x = F.pad(
-                x,
-                self._reversed_padding_repeated_twice,
-                mode=self.padding_mode)
-            padding = (0, 0)
-        return _WSConv2dFunction.apply(x, self.weight, self.bias, self.eps,
-                                       self.mode, self.stride, padding,
-                                       self.dilation, self.groups)
-
-    def standardized_weight(self) -> Tensor:
-        """``W_hat``, from the cache when no gradient can reach the weight.
-
-        In training mode, or whenever autograd records the weight (grad
-        mode on and ``weight.requires_grad``), ``W_hat`` is computed at
-        every call. Otherwise (eval and inference) the last ``W_hat`` is
-        reused as long as the weight is the same tensor, unchanged:
-        the cache is keyed by the parameter object, its storage, dtype,
-        device and shape, and its version counter, which every in-place
-        change through the parameter bumps (``weight.mul_()``,
-        ``weight.copy_()``, ``load_state_dict``, optimizer steps). Changes
-        through ``weight.data`` bypass version counters (PyTorch's own
-        rule), so after such an edit call ``train()`` (then ``eval()``),
-        which clears the cache.
-
-        Returns:
-            Tensor: The standardized weight, shape of ``self.weight``.
-        """
-        weight = self.weight
-        if self.training or (torch.is_grad_enabled() and weight.requires_grad):
-            self._ws_cache = None
-            return weight_standardize(weight, self.eps, self.mode)
-        key = (id(weight), weight.data_ptr(), weight._version, weight.dtype,
-               weight.device, weight.shape, self.eps, self.mode,
-               torch.is_inference_mode_enabled())
-        cache = self.__dict__.get('_ws_cache')
-        if cache is None or cache[0] != key:
-            with torch.no_grad():
-                cache = (key, weight_standardize(weight, self.eps, self.mode))
-            self._ws_cache = cache
-        return cache[1]
-
-    def train(self, mode: bool = True) -> 'WSConv2d':
-        """Set the mode (``nn.Module.train``); entering training mode drops
-        the cached ``W_hat``, which training never uses."""
-        if mode:
-            self._ws_cache = None
-        return super().train(mode)
+        if (torch.is_grad_enabled() and self.weight.requires_grad
+                and not isinstance(self.padding, str)):
+            padding = self.padding
+            if self.padding_mode != 'zeros':
+                x = F.pad(
+                    x,
+                    self._reversed_padding_repeated_twice,
+                    mode=self.padding_mode)
+                padding = (0, 0)
+            return _WSConv2dFunction.apply(x, self.weight, self.bias,
+                                           self.eps, self.mode, self.stride,
+                                           padding, self.dilation,
+                                           self.groups)
+        return self._conv_forward(
+            x, weight_standardize(self.weight, self.eps, self.mode),
+            self.bias)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, eps={self.eps}, mode={self.mode!r}'

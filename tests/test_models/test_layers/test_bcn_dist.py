@@ -1,10 +1,13 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """BCN with real processes: 2 gloo ranks vs one process on the whole batch.
 
-Rank 0 holds 1 sample and rank 1 holds 3 samples of a fixed batch of 4.
-With ``sync=True`` their outputs, input gradients and buffers must equal
-those of a single process (no process group) on all 4 samples, and the
-sum of their parameter gradients must equal its parameter gradients.
+Rank 0 holds 1 sample and rank 1 holds 3 samples of a fixed batch of 4
+(in the ``_empty`` cases rank 0 holds none: a RoI head without RoIs). With
+``sync=True`` their outputs, input gradients and buffers must equal those
+of a single process (no process group) on all 4 samples, and the sum of
+their parameter gradients must equal its parameter gradients. The
+``_compile`` case runs the fused tier (compiled stages, the all-reduce
+between them).
 """
 import datetime
 import os
@@ -20,18 +23,22 @@ from mmseg_wsbcn.models.layers import BCN
 
 WORLD_SIZE = 2
 SLICES = [slice(0, 1), slice(1, 4)]  # unequal per-rank batch sizes
+EMPTY = [slice(0, 0), slice(0, 4)]  # rank 0 holds no sample
 CHANNELS, GROUPS, STEPS = 4, 2, 2
 F32, F64 = torch.float32, torch.float64
-# case name -> (estimate, sync, spatial size, dtype)
+# case name -> (estimate, sync, spatial size, dtype, per-rank slices, impl)
 CASES = {
-    'batch': (False, True, (3, 2), F32),
-    'estimate': (True, True, (3, 2), F32),
+    'batch': (False, True, (3, 2), F32, SLICES, 'eager'),
+    'estimate': (True, True, (3, 2), F32, SLICES, 'eager'),
     # rank 0 holds a single value per channel; the global batch has 4. The
     # group norm over 2 values amplifies rounding: compare in float64
-    'batch_1x1': (False, True, (1, 1), F64),
-    'estimate_1x1': (True, True, (1, 1), F64),
-    'batch_nosync': (False, False, (3, 2), F32),
-    'estimate_nosync': (True, False, (3, 2), F32),
+    'batch_1x1': (False, True, (1, 1), F64, SLICES, 'eager'),
+    'estimate_1x1': (True, True, (1, 1), F64, SLICES, 'eager'),
+    'batch_empty': (False, True, (3, 2), F32, EMPTY, 'eager'),
+    'estimate_empty': (True, True, (3, 2), F32, EMPTY, 'eager'),
+    'batch_compile': (False, True, (3, 2), F32, SLICES, 'compile'),
+    'batch_nosync': (False, False, (3, 2), F32, SLICES, 'eager'),
+    'estimate_nosync': (True, False, (3, 2), F32, SLICES, 'eager'),
 }
 TIMEOUT_S = 180
 
@@ -44,9 +51,11 @@ def make_inputs(seed=0):
     """Fixed inputs, loss weights and initial states for every case."""
     gen = torch.Generator().manual_seed(seed)
     data = {}
-    for case, (_, _, (h, w), dtype) in CASES.items():
-        if case.endswith('_nosync'):  # same data as the synced case
-            data[case] = data[case[:-len('_nosync')]]
+    for case, (_, _, (h, w), dtype, _, _) in CASES.items():
+        base, _, variant = case.rpartition('_')
+        if variant in ('nosync', 'empty', 'compile'):
+            # the same data as the plain synced case
+            data[case] = data[base]
             continue
         shape = (4, CHANNELS, h, w)
         data[case] = dict(
@@ -65,7 +74,7 @@ def make_inputs(seed=0):
 
 def run_case(case, data, index):
     """Train a BCN for STEPS steps on ``x[index]``; return what it saw."""
-    estimate, sync, _, dtype = CASES[case]
+    estimate, sync, _, dtype, _, impl = CASES[case]
     d = data[case]
     layer = BCN(
         CHANNELS,
@@ -73,6 +82,7 @@ def run_case(case, data, index):
         momentum=0.2,
         estimate=estimate,
         sync=sync,
+        impl=impl,
         dtype=dtype)
     with torch.no_grad():
         for p, v in zip(
@@ -108,7 +118,10 @@ def _worker(rank, port, tmp_dir):
         timeout=datetime.timedelta(seconds=60))
     try:
         data = torch.load(os.path.join(tmp_dir, 'inputs.pt'))
-        results = {case: run_case(case, data, SLICES[rank]) for case in CASES}
+        results = {
+            case: run_case(case, data, CASES[case][4][rank])
+            for case in CASES
+        }
         torch.save(results, os.path.join(tmp_dir, f'rank{rank}.pt'))
     finally:
         dist.destroy_process_group()
@@ -148,8 +161,10 @@ def _close(actual, expected):
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('case',
-                         ['batch', 'estimate', 'batch_1x1', 'estimate_1x1'])
+@pytest.mark.parametrize('case', [
+    'batch', 'estimate', 'batch_1x1', 'estimate_1x1', 'batch_empty',
+    'estimate_empty', 'batch_compile'
+])
 def test_two_ranks_equal_one_process(results, case):
     data, ranks = results
     assert not (dist.is_available() and dist.is_initialized())
@@ -178,7 +193,7 @@ def test_two_ranks_equal_one_process(results, case):
 def test_sync_false_uses_per_rank_statistics(results, case):
     data, ranks = results
     sync_case = case.replace('_nosync', '')
-    for rank, index in enumerate(SLICES):
+    for rank, index in enumerate(CASES[case][4]):
         local = run_case(case, data, index)
         for step in range(STEPS):
             _close(ranks[rank][case]['out'][step], local['out'][step])

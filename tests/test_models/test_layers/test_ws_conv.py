@@ -497,7 +497,7 @@ def test_registry_child_scope():
         _build_and_check()
 
 
-# ----------------------------------------------------------- eval cache
+# ----------------------------------------------------------- eval
 def _expected(conv, x):
     """The conv with the float64 reference standardization of its weight
     as it is now."""
@@ -506,101 +506,25 @@ def _expected(conv, x):
                     None, conv.stride, conv.padding)
 
 
-@pytest.fixture
-def eval_conv():
+def test_eval_follows_every_weight_change():
+    """Eval standardizes at every call: in-place edits, ``weight.data``
+    edits, ``load_state_dict`` and a replaced parameter are all seen."""
     torch.manual_seed(11)
     conv = WSConv2d(4, 6, 3, padding=1, bias=False).eval()
     x = torch.randn(2, 4, 5, 5)
-    with torch.no_grad():
-        first = conv(x)
-        assert conv.standardized_weight() is conv.standardized_weight()
-    assert_close(first.double(), _expected(conv, x), rtol=1e-5, atol=1e-6)
-    return conv, x
-
-
-def test_cache_sees_in_place_edit(eval_conv):
-    conv, x = eval_conv
-    with torch.no_grad():
-        conv.weight[0].mul_(-3).add_(1)
-        out = conv(x)
-    assert_close(out.double(), _expected(conv, x), rtol=1e-5, atol=1e-6)
-
-
-def test_cache_sees_load_state_dict(eval_conv):
-    conv, x = eval_conv
-    other = WSConv2d(4, 6, 3, padding=1, bias=False)
-    conv.load_state_dict(other.state_dict())
-    with torch.no_grad():
-        out = conv(x)
-    assert_close(out.double(), _expected(other, x), rtol=1e-5, atol=1e-6)
-
-
-def test_cache_sees_optimizer_step(eval_conv):
-    conv, x = eval_conv
-    before = conv.weight.detach().clone()
-    optimizer = torch.optim.SGD(conv.parameters(), lr=0.5, momentum=0.9)
-    for _ in range(2):
-        # eval mode with grad: the weight is recorded, so no cache
-        conv(x).square().sum().backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    edits = [
+        lambda: conv.weight[0].mul_(-3).add_(1),
+        lambda: conv.weight.data.mul_(-2).add_(0.5),
+        lambda: conv.load_state_dict(
+            WSConv2d(4, 6, 3, padding=1, bias=False).state_dict()),
+        lambda: setattr(conv, 'weight',
+                        nn.Parameter(torch.randn_like(conv.weight))),
+    ]
+    for edit in [lambda: None] + edits:
         with torch.no_grad():
+            edit()
             out = conv(x)
         assert_close(out.double(), _expected(conv, x), rtol=1e-5, atol=1e-6)
-    assert not torch.equal(conv.weight, before)
-
-
-def test_cache_sees_replaced_parameter_and_dtype(eval_conv):
-    conv, x = eval_conv
-    conv.weight = nn.Parameter(torch.randn_like(conv.weight))
-    with torch.no_grad():
-        out = conv(x)
-    assert_close(out.double(), _expected(conv, x), rtol=1e-5, atol=1e-6)
-    conv.double()
-    with torch.no_grad():
-        out = conv(x.double())
-    assert out.dtype == torch.float64
-    assert_close(out, _expected(conv, x), rtol=1e-10, atol=1e-12)
-
-
-def test_data_edit_needs_train_eval(eval_conv):
-    """``weight.data`` bypasses the version counter (PyTorch's rule): the
-    cache keeps the old ``W_hat`` until ``train()`` clears it."""
-    conv, x = eval_conv
-    conv.weight.data.mul_(-2).add_(0.5)
-    conv.train().eval()
-    with torch.no_grad():
-        out = conv(x)
-    assert_close(out.double(), _expected(conv, x), rtol=1e-5, atol=1e-6)
-
-
-def test_never_cached_in_training():
-    torch.manual_seed(12)
-    conv = WSConv2d(4, 6, 3, padding=1, bias=False)
-    x = torch.randn(2, 4, 5, 5)
-    with torch.no_grad():
-        a, b = conv.standardized_weight(), conv.standardized_weight()
-    assert a is not b and conv._ws_cache is None
-    out = conv(x)
-    assert out.grad_fn is not None
-    out.sum().backward()
-    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
-    # eval with grad enabled and a trainable weight: recorded, not cached
-    conv.eval()
-    w_hat = conv.standardized_weight()
-    assert w_hat.grad_fn is not None and conv._ws_cache is None
-
-
-def test_cache_under_inference_mode_then_grad():
-    """A W_hat cached under inference_mode is not reused where autograd
-    could save it (an input that requires grad, a frozen weight)."""
-    torch.manual_seed(13)
-    conv = WSConv2d(4, 6, 3, bias=False).eval().requires_grad_(False)
-    x = torch.randn(1, 4, 5, 5, requires_grad=True)
-    with torch.inference_mode():
-        conv(x.detach())
-    conv(x).sum().backward()
-    assert x.grad is not None
 
 
 # ------------------------------------------------- training path (fused)
