@@ -9,7 +9,7 @@ things a WS + BCN model needs:
   (MMEngine's training checkpoints hold more than tensors, which torch >=
   2.6 refuses by default; see :mod:`mmseg_wsbcn.engine.runner`);
 - ``fold=True`` replaces every ``WSConv2d`` by the plain conv holding its
-  standardized weight (:func:`~mmseg_wsbcn.models.layers.fold_ws_conv`), so
+  standardized weight (:func:`~mmseg_wsbcn.models.utils.fold_ws_conv`), so
   no standardization runs at inference.
 """
 from typing import Optional, Union
@@ -20,7 +20,7 @@ from mmengine.config import Config
 from mmseg.apis import init_model as mmseg_init_model
 
 from ..engine.runner import trusted_local_checkpoints
-from ..models.layers import fold_ws_conv
+from ..models.utils import fold_ws_conv
 
 
 def init_model(config: Union[str, Config],

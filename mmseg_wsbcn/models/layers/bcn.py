@@ -39,25 +39,17 @@ without affine; it always uses per-sample statistics. The batch step's
   code leaves the update rate at 0, so its estimates never move; here the
   rate is ``momentum`` (default 0.1).
 
-In a multi-process run (``torch.distributed`` initialized, world size > 1,
-``sync=True``) the training batch statistics cover the global batch: the
-ranks all-reduce per-channel sums and element counts (not means), so
-unequal per-rank batch sizes, an empty one included, still give the exact
-global statistics.
+In a multi-process run (``sync=True``, world size > 1) the training
+statistics cover the global batch: the ranks all-reduce per-channel sums
+and element counts, so unequal per-rank batch sizes, 0 included, give the
+exact global statistics. An empty batch gives an empty output and, in one
+process, leaves the statistics unchanged, as ``nn.BatchNorm2d``.
 
-The definition is :func:`.bcn_function.bcn_reference` (plain tensor ops,
-autograd). Two tiers compute the same function faster (``impl``), both as
-the closed form of :class:`.bcn_function.BCNFunction`, which saves only
-the input for the backward pass:
-
-- the eager tier: its stages in eager PyTorch, GroupNorm's native kernels
-  for the reductions;
-- the fused tier (:mod:`.bcn_compiled`): the same stages compiled by
-  ``torch.compile`` (Triton on CUDA), a bounded number of graphs per
-  process, synchronized runs included.
-
-An empty batch gives an empty output (and zero parameter gradients) and,
-in one process, leaves the statistics unchanged, as ``nn.BatchNorm2d``.
+The definition is :func:`.bcn_function.bcn_reference` (plain ops,
+autograd); both tiers (``impl``) compute it in the closed form of
+:class:`.bcn_function.BCNFunction`, which saves only the input for the
+backward pass: the eager tier in eager PyTorch, the fused tier
+(:mod:`.bcn_compiled`) with its stages compiled by ``torch.compile``.
 """
 from typing import Optional
 
@@ -97,43 +89,30 @@ def batch_channel_norm(input: Tensor,
                        impl: str = 'auto') -> Tensor:
     """Batch-Channel Normalization, functional form.
 
-    The batch step (per channel, affine ``batch_weight``, ``batch_bias``),
-    then group normalization with the per-group affine ``weight``,
-    ``bias``; see the module docstring for the formulas.
-
-    Statistics: in eval (``training=False``) the batch step normalizes with
-    ``running_mean, running_var`` in either mode. In training,
-    ``estimate=False`` uses the batch statistics (as ``F.batch_norm``) and
-    ``estimate=True`` first updates the estimates without gradient, then
-    normalizes with them. The running buffers are updated in place.
-
-    Distributed: when ``sync`` is set and ``torch.distributed`` runs more
-    than one process in the default group, training statistics cover the
-    global batch (ranks may hold different batch sizes, 0 included). Every
-    rank must then call this function the same number of times, in the
-    same order, and with ``estimate=False`` also run its backward pass.
+    In eval (``training=False``) the batch step normalizes with
+    ``running_mean, running_var``; in training, ``estimate=False`` uses the
+    batch statistics (as ``F.batch_norm``) and ``estimate=True`` first
+    updates the estimates without gradient, then normalizes with them. The
+    buffers are updated in place. With ``sync`` and several processes,
+    every rank must call this the same number of times in the same order
+    (with ``estimate=False`` also its backward pass).
 
     Args:
-        input (Tensor): Shape ``(N, C, H, W)``, any memory format.
+        input (Tensor): ``(N, C, H, W)``, any memory format.
         num_groups (int): ``G``, must divide ``C``.
-        running_mean (Tensor): Shape ``(C,)``; ``mu_hat`` when ``estimate``.
-        running_var (Tensor): Shape ``(C,)``; ``var_hat`` when ``estimate``.
-        weight (Tensor, optional): Group affine ``a``, shape ``(G,)``.
-        bias (Tensor, optional): Group affine ``b``, shape ``(G,)``.
-        batch_weight (Tensor, optional): Batch-step ``gamma``, ``(C,)``.
-        batch_bias (Tensor, optional): Batch-step ``beta``, ``(C,)``.
-        training (bool): Whether the batch step is in training mode.
-            Defaults to False.
+        running_mean, running_var (Tensor): ``(C,)``; ``mu_hat, var_hat``
+            when ``estimate``.
+        weight, bias (Tensor, optional): Group affine ``a, b``, ``(G,)``.
+        batch_weight, batch_bias (Tensor, optional): Batch-step ``gamma,
+            beta``, ``(C,)``.
+        training (bool): Whether the batch step trains. Defaults to False.
         estimate (bool): Use the estimated statistics. Defaults to False.
-        momentum (float): Update rate of the running statistics.
-            Defaults to 0.1.
-        eps (float): Added to the variances of both steps. Defaults to 1e-5.
+        momentum (float): Update rate of the statistics. Defaults to 0.1.
+        eps (float): Added to both variances. Defaults to 1e-5.
         sync (bool): Synchronize the training statistics across processes.
             Defaults to True.
-        impl (str): ``'eager'``, ``'compile'`` (the fused tier) or
-            ``'auto'`` (the fused tier on CUDA when Triton is available,
-            else eager). See :func:`.bcn_compiled.select_impl`. Defaults to
-            ``'auto'``.
+        impl (str): ``'eager'``, ``'compile'`` or ``'auto'`` (compile on
+            CUDA with Triton); see :func:`.bcn_compiled.select_impl`.
 
     Returns:
         Tensor: Shape, dtype and memory format of ``input``.
@@ -160,11 +139,16 @@ def batch_channel_norm(input: Tensor,
 def _check_args(num_features, num_groups, eps, momentum, estimate, sync,
                 impl) -> None:
     """Validate :class:`BCN`'s arguments, naming the culprit."""
+
+    def check_type(name, value, types, what):
+        if isinstance(value, bool) != (types is bool) or not isinstance(
+                value, types):
+            raise TypeError(f'BCN: {name} must be {what}, got {value!r} '
+                            f'({type(value).__name__})')
+
     for name, value in (('num_features', num_features), ('num_groups',
                                                          num_groups)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f'BCN: {name} must be an int, got {value!r} '
-                            f'({type(value).__name__})')
+        check_type(name, value, int, 'an int')
         if value <= 0:
             raise ValueError(f'BCN: {name} must be a positive int, got '
                              f'{value}')
@@ -172,32 +156,22 @@ def _check_args(num_features, num_groups, eps, momentum, estimate, sync,
         raise ValueError(f'BCN: num_groups={num_groups} must divide '
                          f'num_features={num_features}')
     for name, value in (('eps', eps), ('momentum', momentum)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f'BCN: {name} must be a float, got {value!r} '
-                            f'({type(value).__name__})')
+        check_type(name, value, (int, float), 'a float')
     if not eps > 0:
         raise ValueError(f'BCN: eps must be > 0, got {eps}')
     if not 0 <= momentum <= 1:
         raise ValueError(f'BCN: momentum must be in [0, 1], got {momentum}')
     for name, value in (('estimate', estimate), ('sync', sync)):
-        if not isinstance(value, bool):
-            raise TypeError(f'BCN: {name} must be a bool, got {value!r} '
-                            f'({type(value).__name__})')
+        check_type(name, value, bool, 'a bool')
     if impl not in IMPLS:
         raise ValueError(f'BCN: impl must be one of {IMPLS}, got {impl!r}')
 
 
 class _BatchStep(nn.BatchNorm2d):
-    """Holder of BCN's batch-step parameters and running statistics.
-
-    A plain ``nn.BatchNorm2d`` (per-channel affine ``gamma, beta``,
-    ``running_mean``, ``running_var``, ``num_batches_tracked``); :class:`BCN`
-    reads these attributes and never calls this module's ``forward``. Being
-    a ``_BatchNorm`` lets OpenMMLab tools treat it as one: ``norm_eval``
-    puts it (and so the statistics) in eval mode, ``norm_decay_mult``
-    applies to it, and ``convert_sync_batchnorm`` / ``revert_sync_batchnorm``
-    may swap it for a (Sync)BatchNorm with the same attributes.
-    """
+    """BCN's batch-step parameters and statistics, as a plain
+    ``nn.BatchNorm2d`` whose ``forward`` is never called: OpenMMLab's tools
+    treat it as one (``norm_eval``, ``norm_decay_mult``,
+    ``convert_sync_batchnorm`` / ``revert_sync_batchnorm``)."""
 
 
 @MODELS.register_module('BCN')
@@ -226,21 +200,12 @@ class BCN(nn.GroupNorm):
     The authors store ``weight`` and ``bias`` with shape ``(1, G, 1)``;
     loading accepts that shape and reshapes it to ``(G,)``.
 
-    Fitting OpenMMLab:
-
-    - It subclasses ``nn.GroupNorm`` (without its ``__init__``) so that
-      MMEngine's ``norm_decay_mult`` and mmseg's default init
-      (``Constant(val=1, layer=['_BatchNorm', 'GroupNorm'])``) reach the
-      group affine; the batch step ``pbn`` is an ``nn.BatchNorm2d``.
-    - Whether the batch step trains is read from ``pbn.training``, not
-      ``self.training``: ``norm_eval=True``, which calls ``.eval()`` on
-      every ``_BatchNorm``, freezes BCN's statistics.
-    - ``zero_init_residual`` zeros the whole ``norm3`` (or ``norm2``)
-      module, so the residual branch starts at exactly 0. It would zero
-      ``pbn.weight`` too, which would leave the layer dead (``z`` and all
-      gradients but ``b``'s would stay 0): :meth:`init_weights`, called by
-      MMEngine right after, restores ``pbn.weight`` to 1 in that case; the
-      authors also zero only the group affine.
+    It subclasses ``nn.GroupNorm`` (without its ``__init__``), so that
+    ``norm_decay_mult`` and mmseg's default init reach the group affine.
+    Whether the batch step trains is read from ``pbn.training``, so
+    ``norm_eval=True`` freezes BCN's statistics. ``zero_init_residual``
+    zeros the whole layer; :meth:`init_weights`, which MMEngine calls right
+    after, then restores ``pbn.weight`` to 1 so that the layer can learn.
 
     Args:
         num_features (int): ``C``, the number of channels.
@@ -255,11 +220,8 @@ class BCN(nn.GroupNorm):
         sync (bool): Compute the training statistics over the global batch
             when ``torch.distributed`` runs several processes. Defaults to
             True.
-        impl (str): ``'auto'`` (default: the fused tier on CUDA with
-            Triton, the eager tier elsewhere), ``'eager'`` or
-            ``'compile'``. Both compute the same function; see
-            :func:`batch_channel_norm`. Not saved in the state dict, so a
-            checkpoint loads into either.
+        impl (str): ``'auto'`` (default), ``'eager'`` or ``'compile'``;
+            see :func:`batch_channel_norm`. Not in the state dict.
         device (torch.device, optional): Device of the parameters.
         dtype (torch.dtype, optional): Dtype of the parameters.
 
@@ -320,15 +282,10 @@ class BCN(nn.GroupNorm):
         self.pbn.reset_parameters()
 
     def init_weights(self) -> None:
-        """Undo the zeroing of ``pbn.weight`` by ``zero_init_residual``.
-
-        MMEngine's ``BaseModule.init_weights`` calls this after the parent
-        block's ``init_cfg``. When both the group affine weight and the
-        batch-step ``gamma`` are all zero (what ``Constant(val=0)`` on the
-        whole layer leaves), ``gamma`` is set back to 1: the output stays
-        exactly 0 at the start, yet the group affine can learn. Any other
-        state is left alone.
-        """
+        """Undo the zeroing of ``pbn.weight`` by ``zero_init_residual``:
+        when the group affine weight and ``gamma`` are both all zero,
+        ``gamma`` goes back to 1 (the output stays 0 at the start, yet the
+        group affine can learn). Any other state is left alone."""
         pbn_weight = getattr(self.pbn, 'weight', None)
         if pbn_weight is None:
             return
@@ -337,13 +294,7 @@ class BCN(nn.GroupNorm):
                 pbn_weight.fill_(1.0)
 
     def forward(self, input: Tensor) -> Tensor:
-        """Normalize ``input``.
-
-        Args:
-            input (Tensor): Shape ``(N, C, H, W)``.
-
-        Returns:
-            Tensor: Shape ``(N, C, H, W)``.
+        """Normalize ``input`` of shape ``(N, C, H, W)`` (same shape out).
         """
         if input.dim() != 4:
             raise ValueError('BCN expects a 4-D input (N, C, H, W), got a '
@@ -364,20 +315,10 @@ class BCN(nn.GroupNorm):
             if momentum is None:  # cumulative moving average, as BatchNorm
                 momentum = 1.0 / float(tracked)
         return batch_channel_norm(
-            input,
-            self.num_groups,
-            pbn.running_mean,
-            pbn.running_var,
-            self.weight,
-            self.bias,
-            pbn.weight,
-            pbn.bias,
-            training=training,
-            estimate=self.estimate,
-            momentum=momentum if momentum is not None else 0.0,
-            eps=self.eps,
-            sync=self.sync,
-            impl=self.impl)
+            input, self.num_groups, pbn.running_mean, pbn.running_var,
+            self.weight, self.bias, pbn.weight, pbn.bias, training,
+            self.estimate, 0.0 if momentum is None else momentum, self.eps,
+            self.sync, self.impl)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys,

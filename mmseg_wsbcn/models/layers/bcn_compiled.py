@@ -1,23 +1,19 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """BCN's fused tier: the closed form's stages compiled by ``torch.compile``.
 
-:class:`.bcn_function.BCNFunction` runs four stage functions over the
-full-size tensors (moments; normalize; backward reductions with the small
-backward; input gradient). The fused tier compiles each one once, with
-dynamic shapes: TorchInductor fuses each into a reduction or an
-elementwise kernel (Triton on CUDA, C++ on CPU) and reads half-precision
-inputs directly, accumulating in float32. Because each stage is its own
-function whose shapes are symbolic, the number of compiled graphs does not
-grow with the channel counts or image sizes of a model: it is set by the
-stage (4), the dtype and the memory format, and by batch 1 against larger
-batches (sizes 0 and 1 are specialized; inputs with an empty batch or a
-side of 1, such as ASPP's image-pooling branch, run the eager stages). The
-statistics and their all-reduce run between the compiled stages, so
-synchronized (multi-process) BCN is served too.
-
-A compiler error, in the forward or the backward pass, switches the fused
-tier to the eager stages for the rest of the process, with one warning.
-Any other exception (out of memory, a bad input) is raised as it is.
+:class:`.bcn_function.BCNFunction` runs four stages over the full-size
+tensors (moments; normalize; backward reductions; input gradient). The
+fused tier compiles each once with dynamic shapes: TorchInductor fuses each
+into a reduction or an elementwise kernel (Triton on CUDA, C++ on CPU) that
+reads half-precision inputs directly. The number of graphs does not grow
+with a model's channel counts or image sizes: sizes 0 and 1 are
+specialized, so a stage may need one graph for batch 1 beside larger
+batches and one for ``C == G`` (dtype and memory format count too);
+inputs with an empty batch or a side of 1 (ASPP's image-pooling branch)
+run the eager stages. The statistics and their all-reduce run between the
+stages, so synchronized BCN is served too. A compiler error, in forward or
+backward, switches the fused tier to the eager stages for the rest of the
+process, with one warning; any other exception is raised as it is.
 """
 import warnings
 from functools import lru_cache

@@ -2,38 +2,28 @@
 r"""BCN's arithmetic: the reference formula and the closed form.
 
 :func:`bcn_reference` is the paper's three steps in plain tensor ops,
-differentiated by autograd: the definition every faster path is tested
-against.
+differentiated by autograd: the definition the faster path is tested
+against. :class:`BCNFunction` computes the same function in closed form:
+the batch step is a per-channel affine map ``y = s * x + t`` (``s = gamma
+/ sqrt(var + eps)``), so the group statistics of ``y`` follow from the
+per-``(sample, channel)`` mean ``m`` and biased variance ``v`` of ``x``::
 
-:class:`BCNFunction` computes the same function in closed form. The batch
-step is a per-channel affine map ``y = s * x + t``, so the group statistics
-of ``y`` follow from the per-``(sample, channel)`` mean ``m`` and biased
-variance ``v`` of ``x``::
+    u  = s (m - mean) + beta,        uc = u - mean_{c in g} u
+    R  = 1 / sqrt(mean_{c in g} (s^2 v + uc^2) + eps)       per (n, g)
+    out = A (x - m) + D,   A = a R s,   D = a R uc + b      per (n, c)
 
-    u[n, c]   = s[c] * (m[n, c] - mean[c]) + beta[c]       mean of y[n, c]
-    uc[n, c]  = u[n, c] - mean_{c in g} u[n, c]
-    R[n, g]   = 1 / sqrt(mean_{c in g} (s[c]^2 v[n, c] + uc[n, c]^2) + eps)
-    out       = A[n, c] * (x - m[n, c]) + D[n, c]
-    A = a[g] R[n, g] s[c],   D = a[g] R[n, g] uc[n, c] + b[g]
-
-with ``s = gamma / sqrt(var + eps)``. The layer then costs GroupNorm's
-passes over ``x``: one reduction (``m, v``) and one elementwise pass
-forward; one fused reduction (``sum g``, ``sum g (x - m)``) and one
-elementwise pass backward. Everything else works on ``(N, C)`` tensors and
-its backward pass is written out in :func:`coefficients_backward`; only
-``x`` and ``(N, C)`` statistics are saved. The batch statistics and their
-all-reduce (per-channel sums and the element count) sit between the
-full-size passes, so a synchronized call needs nothing else.
-
-Each full-size pass is a *stage* function of plain tensor ops that the
-fused tier compiles (:mod:`.bcn_compiled`); the eager tier runs the same
-stages, except where PyTorch has a faster native kernel (the moments and
-the backward reductions, through GroupNorm's kernels with one group per
-channel). Half-precision inputs are reduced in float32 (the compiled
-stages read them directly; the eager tier casts); every statistic is
-float32 and the output has the input's dtype and memory format.
+That is GroupNorm's cost: one reduction and one elementwise pass over
+``x`` forward, one fused reduction (``sum g``, ``sum g (x - m)``) and one
+elementwise pass backward (the *stages*); the rest works on ``(N, C)``
+tensors, with its backward written out in :func:`coefficients_backward`.
+Only ``x`` and ``(N, C)`` statistics are saved. The batch statistics and
+their all-reduce sit between the stages. The fused tier compiles the
+stages (:mod:`.bcn_compiled`); the eager tier runs them as they are, with
+GroupNorm's native kernels (one group per channel) for the reductions.
+Half-precision inputs are reduced in float32 (the compiled stages read
+them directly, the eager tier casts); the output has the input's dtype
+and memory format.
 """
-import contextlib
 import math
 from typing import Callable, NamedTuple, Optional, Tuple
 
@@ -43,6 +33,8 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+from .ws_conv import _autocast_off
+
 OptTensor = Optional[Tensor]
 
 
@@ -50,13 +42,6 @@ def stat_dtype(x: Tensor) -> torch.dtype:
     """Statistics dtype: float32 for half-precision inputs, else x's."""
     return torch.float32 if x.dtype in (torch.float16,
                                         torch.bfloat16) else x.dtype
-
-
-def _layout(x: Tensor) -> torch.memory_format:
-    """``x``'s memory format: channels-last or contiguous."""
-    return (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last) else
-            torch.contiguous_format)
 
 
 def _bc(t: Tensor, dims: int = 4) -> Tensor:
@@ -78,21 +63,11 @@ def bcn_reference(x: Tensor, weight: OptTensor, bias: OptTensor,
     """BCN as the paper writes it: batch step, channel step, group affine.
 
     Plain tensor ops, differentiated by autograd; one process, no buffer
-    updated. Half-precision inputs are computed in float32.
-
-    Args:
-        x (Tensor): Input, ``(N, C, H, W)``.
-        weight, bias (Tensor, optional): Group affine ``a, b``, ``(G,)``.
-        batch_weight, batch_bias (Tensor, optional): Batch-step ``gamma,
-            beta``, ``(C,)``.
-        mean, var (Tensor): Running statistics, or for ``'estimate'`` the
-            estimates ``mu_hat, var_hat`` before this step, ``(C,)``.
-        num_groups (int): ``G``.
-        mode (str): ``'eval'`` (normalize with ``mean, var``), ``'batch'``
-            (batch statistics, with gradient) or ``'estimate'`` (update the
-            estimates without gradient, then normalize with them).
-        momentum (float): Update rate of the estimates.
-        eps (float): Added to the variances of both steps.
+    updated; half-precision inputs are computed in float32. Arguments as
+    :func:`.bcn.batch_channel_norm`, with ``mean, var`` the running
+    statistics (for ``'estimate'`` the estimates before this step) and
+    ``mode`` one of ``'eval'``, ``'batch'`` (batch statistics, with
+    gradient), ``'estimate'`` (update without gradient, then normalize).
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: The output (dtype of ``x``) and the
@@ -141,21 +116,11 @@ def group_coefficients(m: Tensor, v: Tensor, mean: Tensor, var: Tensor,
                        weight: OptTensor, bias: OptTensor,
                        batch_weight: OptTensor, batch_bias: OptTensor,
                        num_groups: int, eps: float) -> Coefficients:
-    """BCN as ``out = A * (x - m) + D`` per ``(sample, channel)``.
-
-    Args:
-        m, v (Tensor): Per-``(sample, channel)`` mean and biased variance
-            of ``x``, ``(N, C)``.
-        mean, var (Tensor): The batch step's statistics, ``(C,)``.
-        weight, bias, batch_weight, batch_bias (Tensor, optional): As in
-            :func:`bcn_reference`, in ``m``'s dtype.
-        num_groups (int): ``G``.
-        eps (float): Added to both variances.
-
-    Returns:
-        Coefficients: In ``m``'s dtype. No cancellation: ``uc`` comes from
-        ``m - mean`` and the output from ``x - m``.
-    """
+    """BCN as ``out = A * (x - m) + D`` per ``(sample, channel)``, from
+    the per-``(sample, channel)`` mean ``m`` and biased variance ``v`` of
+    ``x`` ``(N, C)``, the batch step's ``mean, var`` ``(C,)`` and the
+    parameters (in ``m``'s dtype). No cancellation: ``uc`` comes from ``m -
+    mean`` and the output from ``x - m``."""
     n, c = m.shape
     shape = (n, num_groups, c // num_groups)
     k = torch.rsqrt(var + eps)
@@ -241,14 +206,29 @@ def grad_stats_stage(grad: Tensor, x: Tensor, m: Tensor, v: Tensor,
                      bias: OptTensor, batch_weight: OptTensor,
                      batch_bias: OptTensor, num_groups: int,
                      eps: float) -> tuple:
-    """The backward reductions and :func:`coefficients_backward`; returns
-    its tuple with ``A`` appended."""
+    """The backward reductions ``dA = sum g (x - m)``, ``dD = sum g`` and
+    :func:`coefficients_backward`; returns its tuple with ``A`` appended.
+    """
     co = group_coefficients(m, v, mean, var, weight, bias, batch_weight,
                             batch_bias, num_groups, eps)
-    g = grad.to(m.dtype)
-    dA = (g * (x.to(m.dtype) - _bc(m, x.dim()))).sum(_spatial(x))
-    return (*coefficients_backward(dA, g.sum(_spatial(x)), m, v, mean, co,
-                                   weight, batch_weight, num_groups), co.A)
+    n, c = m.shape
+    if (not torch.compiler.is_compiling() and x.numel() > 0
+            and x.dtype == grad.dtype == m.dtype and x.is_contiguous()
+            and grad.is_contiguous()):
+        # one native pass: GroupNorm's backward with a group per (sample,
+        # channel), mean m and unit scale gives exactly these two sums
+        ones = x.new_ones(n * c)
+        _, dA, dD = torch.ops.aten.native_group_norm_backward(
+            grad.view(1, n * c, -1), x.view(1, n * c, -1), m.reshape(1, -1),
+            ones.view(1, -1), ones, 1, n * c, x[0, 0].numel(), n * c,
+            [False, True, True])
+        dA, dD = dA.view(n, c), dD.view(n, c)
+    else:
+        g = grad.to(m.dtype)
+        dA = (g * (x.to(m.dtype) - _bc(m, x.dim()))).sum(_spatial(x))
+        dD = g.sum(_spatial(x))
+    return (*coefficients_backward(dA, dD, m, v, mean, co, weight,
+                                   batch_weight, num_groups), co.A)
 
 
 def grad_input_stage(grad: Tensor, x: Tensor, m: Tensor, A: Tensor,
@@ -271,35 +251,19 @@ def _native_moments(x: Tensor, eps: float) -> Tuple[Tensor, ...]:
     if x.numel() == 0:
         zeros = x.new_zeros((n, c), dtype=stat_dtype(x))
         return zeros, zeros, x.new_empty(x.shape, dtype=zeros.dtype), zeros
+    xs = x.to(stat_dtype(x))
     # the CPU kernel also takes channels-last inputs (and keeps them so)
-    layout = (_layout(x)
-              if x.device.type == 'cpu' else torch.contiguous_format)
-    xs = x.to(stat_dtype(x)).contiguous(memory_format=layout)
+    if not (x.is_cpu and xs.is_contiguous(memory_format=torch.channels_last)):
+        xs = xs.contiguous()
     xn, m, rstd = torch.native_group_norm(xs, None, None, n, c, h * w, c,
                                           eps)
     rstd = rstd.view(n, c)
     return m.view(n, c), rstd.pow(-2).sub_(eps).clamp_min_(0), xn, rstd
 
 
-def _native_grad_stats(grad: Tensor, x: Tensor, m: Tensor, v: Tensor,
-                       mean: Tensor, var: Tensor, *params_groups_eps):
-    """:func:`grad_stats_stage` with the two reductions in one native
-    pass (GroupNorm's backward with one group per ``(sample, channel)``,
-    mean ``m`` and unit scale) where the layout allows."""
-    weight, bias, batch_weight, batch_bias, groups, eps = params_groups_eps
-    n, c, h, w = x.shape
-    if not (x.dtype == grad.dtype == m.dtype and x.is_contiguous()
-            and grad.is_contiguous() and x.numel() > 0):
-        return grad_stats_stage(grad, x, m, v, mean, var, *params_groups_eps)
-    ones = x.new_ones(n * c)
-    _, dA, dD = torch.ops.aten.native_group_norm_backward(
-        grad.view(1, n * c, h, w), x.view(1, n * c, h, w),
-        m.reshape(1, n * c), ones.view(1, -1), ones, 1, n * c, h * w, n * c,
-        [False, True, True])
-    co = group_coefficients(m, v, mean, var, weight, bias, batch_weight,
-                            batch_bias, groups, eps)
-    return (*coefficients_backward(dA.view(n, c), dD.view(n, c), m, v, mean,
-                                   co, weight, batch_weight, groups), co.A)
+def _call(stage: Callable, *args):
+    """The eager tier's way to run a stage."""
+    return stage(*args)
 
 
 def _strided_like(t: Tensor, like: Tensor) -> Tensor:
@@ -428,13 +392,10 @@ class BCNFunction(Function):
         # the layout of x (not, e.g., the expanded gradient of a sum)
         grad = _strided_like(grad, x)
         with _autocast_off(x.device.type):
-            if run is None:
-                out = _native_grad_stats(grad, x, m, v, mean, var, *params,
-                                         groups, eps)
-            else:
-                out = run(grad_stats_stage, grad, x, m, v, mean, var,
-                          *params, groups, eps)
-            dm, dv, dmean, dvar, *grads, A = out
+            run = run or _call
+            dm, dv, dmean, dvar, *grads, A = run(grad_stats_stage, grad, x, m,
+                                                 v, mean, var, *params,
+                                                 groups, eps)
             if mode == 'batch':
                 # mean = S1 / n and var = S2 / n - (mean - shift)^2 depend on
                 # every rank's x: all-reduce their gradients, then chain
@@ -446,18 +407,10 @@ class BCNFunction(Function):
                 dv = dv + hw * dvar
             grad_x = None
             if ctx.needs_input_grad[0]:
-                args = (grad, x, m, A, dm, dv)
-                grad_x = (run(grad_input_stage, *args)
-                          if run is not None else grad_input_stage(*args))
+                grad_x = run(grad_input_stage, grad, x, m, A, dm, dv)
         grads = [
             None if dt is None else g.to(dt) for g, dt in zip(grads, dtypes)
         ]
         return (grad_x, *grads, None, None, None, None, None, None, None,
                 None)
 
-
-def _autocast_off(device_type: str):
-    """Autocast disabled on ``device_type`` (the layer picks its dtypes)."""
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()

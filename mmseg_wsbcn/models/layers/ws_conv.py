@@ -21,16 +21,16 @@ ImageNet, COCO and DeepLab code (and of mmcv's ``ConvWS2d``); the ``var``
 form is the one of the authors' BCN+WS ImageNet models. The bias is never
 standardized and there is no gain.
 
-Contents, top-down: :func:`weight_standardize`, the definition in plain
-tensor ops (autograd differentiates it); the registered module
-:class:`WSConv2d` (``conv_cfg=dict(type='WSConv2d')``), whose training pass
-fuses WS with the conv so that no standardized copy of the weights is kept
-for the backward pass; the deploy helpers :meth:`WSConv2d.to_conv2d` and
-:func:`fold_ws_conv` (the inference path: plain convs holding ``W_hat``).
+Contents: :func:`weight_standardize`, the definition in plain tensor ops
+(autograd differentiates it); the registered :class:`WSConv2d`
+(``conv_cfg=dict(type='WSConv2d')``), whose training pass fuses WS with the
+conv so that no standardized copy of the weights is kept for the backward
+pass, and :meth:`WSConv2d.to_conv2d` (for inference, :func:`~mmseg_wsbcn.
+models.utils.fold_ws_conv` turns a model's WS convs into plain ones).
 """
 import contextlib
 import math
-from typing import Dict, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -41,14 +41,13 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 from torch.nn.common_types import _size_2_t
 
-__all__ = ['weight_standardize', 'WSConv2d', 'fold_ws_conv']
+__all__ = ['weight_standardize', 'WSConv2d']
 
 _MODES = ('std', 'var')
 
 
 def _check_eps_mode(eps: float, mode: str) -> None:
-    """Raise ``ValueError`` unless ``eps`` is a finite number > 0 and
-    ``mode`` is one of ``('std', 'var')``."""
+    """Raise ``ValueError`` for a bad ``eps`` or ``mode``."""
     if mode not in _MODES:
         raise ValueError(f'mode must be one of {_MODES}, got mode={mode!r}')
     if (isinstance(eps, bool) or not isinstance(eps, (int, float))
@@ -57,8 +56,8 @@ def _check_eps_mode(eps: float, mode: str) -> None:
 
 
 def _check_fan_in(shape: torch.Size) -> int:
-    """Return the fan-in ``n`` of a weight of ``shape``; raise
-    ``ValueError`` when it is below 2 (unbiased variance undefined)."""
+    """The fan-in ``n`` of a weight of ``shape``; ``ValueError`` when it
+    is below 2 (the unbiased variance is undefined)."""
     if len(shape) < 2:
         raise ValueError(
             'weight_standardize expects a weight of shape '
@@ -75,8 +74,8 @@ def _check_fan_in(shape: torch.Size) -> int:
 
 
 def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
-    """A context that disables autocast on ``device_type`` (if it has
-    autocast at all)."""
+    """Autocast disabled on ``device_type`` (the layers pick their
+    dtypes)."""
     if torch.amp.is_autocast_available(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
@@ -217,41 +216,26 @@ class WSConv2d(nn.Conv2d):
     Convolves with :func:`weight_standardize` of ``self.weight``, computed
     at every forward; the bias (if any) is used as is. When autograd records
     the weight, WS and the conv run as one function that keeps no
-    standardized copy of the weight for the backward pass. For inference,
-    :func:`fold_ws_conv` removes WS altogether. The signature mirrors ``nn.Conv2d`` plus the keyword-only ``eps`` and
-    ``mode``, so ``mmcv.cnn.build_conv_layer(dict(type='WSConv2d'), ...)``
-    swaps it in for any conv. Parameters and state-dict keys are those of
-    ``nn.Conv2d`` (``weight``, ``bias``): the raw, unstandardized weight is
-    stored, as in the authors' and mmcv's checkpoints.
+    standardized copy of the weight for the backward pass. Parameters and
+    state-dict keys are those of ``nn.Conv2d``: the raw weight is stored,
+    as in the authors' and mmcv's checkpoints. Put it on convs followed by
+    a norm layer; keep classifier convs plain.
 
-    Put it on convs followed by a norm layer; keep classifier convs plain.
-
-    Shapes:
-        - Input: ``(N, in_channels, H, W)``
-        - Output: ``(N, out_channels, H_out, W_out)`` as ``nn.Conv2d``.
+    Shapes: input ``(N, in_channels, H, W)``, output as ``nn.Conv2d``.
 
     Args:
-        in_channels (int): Channels of the input.
-        out_channels (int): Channels of the output.
-        kernel_size (int | tuple[int, int]): Kernel size.
-        stride (int | tuple[int, int]): Stride. Defaults to 1.
-        padding (int | tuple[int, int] | str): Padding. Defaults to 0.
-        dilation (int | tuple[int, int]): Dilation. Defaults to 1.
-        groups (int): Groups. Defaults to 1.
-        bias (bool): Whether to add a learnable bias. Defaults to True.
-        padding_mode (str): ``'zeros'``, ``'reflect'``, ``'replicate'`` or
-            ``'circular'``. Defaults to ``'zeros'``.
-        device (torch.device, optional): Device of the parameters.
-        dtype (torch.dtype, optional): Dtype of the parameters.
+        in_channels, out_channels, kernel_size, stride, padding, dilation,
+        groups, bias, padding_mode, device, dtype: As ``nn.Conv2d``, so
+            ``mmcv.cnn.build_conv_layer(dict(type='WSConv2d'), ...)`` swaps
+            it in for any conv.
         eps (float): Keyword-only. See :func:`weight_standardize`.
             Defaults to 1e-5.
-        mode (str): Keyword-only. ``'var'`` (default) or ``'std'``. See
-            :func:`weight_standardize`.
+        mode (str): Keyword-only. ``'var'`` (default) or ``'std'``.
 
     Raises:
         ValueError: If ``mode``/``eps`` are invalid or the fan-in
-            ``(in_channels / groups) * kh * kw`` is 1 (e.g. a depthwise
-            1x1 conv), for which the unbiased variance is undefined.
+            ``(in_channels / groups) * kh * kw`` is 1 (e.g. a depthwise 1x1
+            conv), for which the unbiased variance is undefined.
 
     Example:
         >>> from mmcv.cnn import build_conv_layer
@@ -276,18 +260,9 @@ class WSConv2d(nn.Conv2d):
                  eps: float = 1e-5,
                  mode: str = 'var') -> None:
         _check_eps_mode(eps, mode)
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            bias=bias,
-            padding_mode=padding_mode,
-            device=device,
-            dtype=dtype)
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         padding, dilation, groups, bias, padding_mode,
+                         device, dtype)
         _check_fan_in(self.weight.shape)
         self.eps = eps
         self.mode = mode
@@ -314,10 +289,8 @@ class WSConv2d(nn.Conv2d):
                 and not isinstance(self.padding, str)):
             padding = self.padding
             if self.padding_mode != 'zeros':
-                x = F.pad(
-                    x,
-                    self._reversed_padding_repeated_twice,
-                    mode=self.padding_mode)
+                x = F.pad(x, self._reversed_padding_repeated_twice,
+                          mode=self.padding_mode)
                 padding = (0, 0)
             return _WSConv2dFunction.apply(x, self.weight, self.bias,
                                            self.eps, self.mode, self.stride,
@@ -331,29 +304,15 @@ class WSConv2d(nn.Conv2d):
         return f'{super().extra_repr()}, eps={self.eps}, mode={self.mode!r}'
 
     def to_conv2d(self) -> nn.Conv2d:
-        """Return a plain ``nn.Conv2d`` computing the same outputs.
-
-        The new conv has the same hyper-parameters (stride, padding,
-        dilation, groups, padding mode, bias or not), device, dtype and
-        ``requires_grad`` flags; its weight is a copy of the standardized
-        weight ``W_hat`` and its bias a copy of ``self.bias``. Hooks
-        registered on this module are not carried over.
-
-        Returns:
-            nn.Conv2d: The deploy-time conv (``self`` is unchanged).
-        """
-        conv = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias is not None,
-            padding_mode=self.padding_mode,
-            device=self.weight.device,
-            dtype=self.weight.dtype)
+        """A plain ``nn.Conv2d`` computing the same outputs: the same
+        hyper-parameters, device, dtype and ``requires_grad`` flags, a copy
+        of ``W_hat`` as its weight and of the bias (hooks are not carried
+        over; ``self`` is unchanged)."""
+        conv = nn.Conv2d(self.in_channels, self.out_channels,
+                         self.kernel_size, self.stride, self.padding,
+                         self.dilation, self.groups, self.bias is not None,
+                         self.padding_mode, self.weight.device,
+                         self.weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(
                 weight_standardize(self.weight, self.eps, self.mode))
@@ -363,53 +322,3 @@ class WSConv2d(nn.Conv2d):
                 conv.bias.requires_grad_(self.bias.requires_grad)
         conv.train(self.training)
         return conv
-
-
-def fold_ws_conv(model: nn.Module) -> nn.Module:
-    """Replace every :class:`WSConv2d` in ``model`` by its plain conv.
-
-    For inference or export: each WS conv (including subclasses) becomes
-    the ``nn.Conv2d`` of :meth:`WSConv2d.to_conv2d`, so outputs are
-    unchanged and no standardization runs at test time. The model is
-    modified in place (recursively, through ``Sequential``, ``ModuleList``,
-    ``ModuleDict`` and any other container) and returned; a WS conv that
-    is shared by several parents is replaced by one shared plain conv.
-
-    Args:
-        model (nn.Module): Any module. If it is itself a :class:`WSConv2d`,
-            it cannot be changed in place, so the new conv is returned.
-
-    Returns:
-        nn.Module: ``model`` with no :class:`WSConv2d` left, or the plain
-        conv when ``model`` is a :class:`WSConv2d`.
-
-    Example:
-        >>> model = nn.Sequential(WSConv2d(3, 8, 3), nn.BatchNorm2d(8))
-        >>> model = fold_ws_conv(model.eval())
-        >>> type(model[0]).__name__
-        'Conv2d'
-    """
-    return _fold(model, {})
-
-
-# id of a folded WS conv -> (that WS conv, its plain conv)
-_FoldMemo = Dict[int, Tuple[nn.Module, nn.Conv2d]]
-
-
-def _fold(module: nn.Module, memo: _FoldMemo) -> nn.Module:
-    """Recursive worker of :func:`fold_ws_conv`; ``memo`` maps the id of
-    each WS conv already folded to the pair (WS conv, plain conv)."""
-    if isinstance(module, WSConv2d):
-        if id(module) not in memo:
-            # keep ``module`` alive so that its id cannot be reused
-            memo[id(module)] = (module, module.to_conv2d())
-        return memo[id(module)][1]
-    # ``_modules`` rather than ``named_children()``, which skips a child
-    # registered under a second name.
-    for name, child in list(module._modules.items()):
-        if child is None:
-            continue
-        new_child = _fold(child, memo)
-        if new_child is not child:
-            setattr(module, name, new_child)
-    return module

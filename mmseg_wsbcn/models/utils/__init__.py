@@ -1,5 +1,7 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""Model utilities: convert an existing model to WS + BCN."""
+"""Model utilities: convert an existing model to WS + BCN, fold WS back
+into plain convs."""
 from .convert import DEFAULT_EXCLUDE, ConvertReport, convert_model
+from .fold_ws_conv import fold_ws_conv
 
-__all__ = ['DEFAULT_EXCLUDE', 'ConvertReport', 'convert_model']
+__all__ = ['DEFAULT_EXCLUDE', 'ConvertReport', 'convert_model', 'fold_ws_conv']

@@ -17,8 +17,8 @@ from mmengine.registry import MODELS, DefaultScope, Registry
 from torch.testing import assert_close
 
 import mmseg_wsbcn  # noqa: F401  (registers the layers)
-from mmseg_wsbcn.models.layers import (WSConv2d, fold_ws_conv,
-                                       weight_standardize)
+from mmseg_wsbcn.models import fold_ws_conv
+from mmseg_wsbcn.models.layers import WSConv2d, weight_standardize
 
 
 def ref_ws(weight, eps=1e-5, mode='var'):
