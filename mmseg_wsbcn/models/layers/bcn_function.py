@@ -233,14 +233,14 @@ def grad_stats_stage(grad: Tensor, x: Tensor, m: Tensor, v: Tensor,
 
 def grad_input_stage(grad: Tensor, x: Tensor, m: Tensor, A: Tensor,
                      dm: Tensor, dv: Tensor) -> Tensor:
-    """``dx = A g + P x + Q`` with ``P = 2 dv / hw``, ``Q = dm / hw - P m``
-    (from ``m = mean x``, ``v = mean (x - m)^2``)."""
+    """``dx = A g + P (x - m) + dm / hw`` with ``P = 2 dv / hw`` (from ``m =
+    mean x``, ``v = mean (x - m)^2``); centred, so a large ``|m|`` costs no
+    precision."""
     hw = x[0, 0].numel() if x.size(0) > 0 else 1
-    p = dv * (2.0 / hw)
-    q = dm / hw - p * m
     d = x.dim()
-    dx = grad.to(m.dtype) * _bc(A, d)
-    return dx.addcmul_(x.to(m.dtype), _bc(p, d)).add_(_bc(q, d)).to(x.dtype)
+    dx = x.to(m.dtype) - _bc(m, d)
+    dx.mul_(_bc(dv * (2.0 / hw), d)).addcmul_(grad.to(m.dtype), _bc(A, d))
+    return dx.add_(_bc(dm / hw, d)).to(x.dtype)
 
 
 def _native_moments(x: Tensor, eps: float) -> Tuple[Tensor, ...]:

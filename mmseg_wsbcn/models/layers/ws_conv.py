@@ -244,6 +244,10 @@ class WSConv2d(nn.Conv2d):
         torch.Size([2, 32, 6, 6])
     """
 
+    # No standardized weight is kept between calls (fold_ws_conv is the
+    # inference path); None for code written against the former eval cache.
+    _ws_cache = None
+
     def __init__(self,
                  in_channels: int,
                  out_channels: int,
