@@ -352,7 +352,7 @@ def time_forward(layers: Dict[str, nn.Module], x: Tensor, warmup: int,
 def eval_rows(shape: str, batch: int, device: torch.device, warmup: int,
               repeats: int) -> List[Row]:
     """Eval-mode forwards (no grad): BCN against GroupNorm, and WS convs
-    (their standardized weight cached) against ``nn.Conv2d``."""
+    (standardizing at every call) against ``nn.Conv2d``."""
     (c_in, c_out, k, size), channels = SHAPES[shape]
     torch.manual_seed(0)
     bcn = BCN(channels, GROUPS, estimate=True)
