@@ -45,9 +45,8 @@ from mmcv.cnn import ConvModule
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..models.layers import BCN
+from ..models.layers import BCN, WSConv2d
 from ..models.utils import fold_ws_conv
-from ..models.layers.ws_conv import WSConv2d
 
 __all__ = ['ChannelAffine', 'FoldReport', 'fold_bcn_ws']
 

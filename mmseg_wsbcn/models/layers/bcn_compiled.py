@@ -44,7 +44,8 @@ def is_compiler_error(err: BaseException) -> bool:
     import torch._dynamo.exc as dynamo_exc
     import torch._inductor.exc as inductor_exc
     types = (dynamo_exc.TorchDynamoException,
-             getattr(inductor_exc, 'InductorError', dynamo_exc.TorchDynamoException))
+             getattr(inductor_exc, 'InductorError',
+                     dynamo_exc.TorchDynamoException))
     if not isinstance(err, types) or isinstance(err,
                                                 dynamo_exc.TorchRuntimeError):
         return False
@@ -93,7 +94,7 @@ class FusedStages:
 
 
 FUSED = FusedStages()
-_state = FUSED.state
+_state = FUSED.state  # the process-wide record of a compiler error
 
 
 @lru_cache(maxsize=None)

@@ -24,7 +24,6 @@ Half-precision inputs are reduced in float32 (the compiled stages read
 them directly, the eager tier casts); the output has the input's dtype
 and memory format.
 """
-import math
 from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
@@ -220,7 +219,7 @@ def grad_stats_stage(grad: Tensor, x: Tensor, m: Tensor, v: Tensor,
         ones = x.new_ones(n * c)
         _, dA, dD = torch.ops.aten.native_group_norm_backward(
             grad.view(1, n * c, -1), x.view(1, n * c, -1), m.reshape(1, -1),
-            ones.view(1, -1), ones, 1, n * c, x[0, 0].numel(), n * c,
+            ones.view(1, -1), ones, 1, n * c, x.shape[2:].numel(), n * c,
             [False, True, True])
         dA, dD = dA.view(n, c), dD.view(n, c)
     else:
@@ -236,7 +235,7 @@ def grad_input_stage(grad: Tensor, x: Tensor, m: Tensor, A: Tensor,
     """``dx = A g + P (x - m) + dm / hw`` with ``P = 2 dv / hw`` (from ``m =
     mean x``, ``v = mean (x - m)^2``); centred, so a large ``|m|`` costs no
     precision."""
-    hw = x[0, 0].numel() if x.size(0) > 0 else 1
+    hw = x.shape[2:].numel()
     d = x.dim()
     dx = x.to(m.dtype) - _bc(m, d)
     dx.mul_(_bc(dv * (2.0 / hw), d)).addcmul_(grad.to(m.dtype), _bc(A, d))
@@ -282,10 +281,10 @@ def _statistics(m: Tensor, v: Tensor, hw: int, running_mean: Tensor,
     Per-channel sums ``S1 = sum x``, ``S2 = sum (x - shift)^2`` and the
     count, one all-reduce when ``sync``; ``shift`` is ``running_mean`` (the
     same on every rank), or for unsynchronized batch statistics the batch
-    mean itself (an exact two-pass variance). ``'batch'``: ``mean = S1 / n``, ``var = S2 /
-    n - (mean - shift)^2``; ``'estimate'``: the paper's update, ``S2 / n``
-    being the second moment about the old ``mu_hat``. A global batch with
-    no values leaves the buffers alone.
+    mean itself (an exact two-pass variance). ``'batch'``: ``mean = S1 /
+    n``, ``var = S2 / n - (mean - shift)^2``; ``'estimate'``: the paper's
+    update, ``S2 / n`` being the second moment about the old ``mu_hat``. A
+    global batch with no values leaves the buffers alone.
 
     Returns:
         tuple[Tensor, Tensor, Tensor]: ``mean``, ``var`` (biased), ``(C,)``
@@ -304,7 +303,6 @@ def _statistics(m: Tensor, v: Tensor, hw: int, running_mean: Tensor,
         all_reduce(sums, op='sum')  # in place; a no-op for one process
     c = m.size(1)
     count = sums[2 * c]
-    total = local
     if local <= 1:  # only then can the global count be 0 or 1: look
         total = int(count.item())
         if mode == 'batch' and total == 1:
@@ -352,7 +350,7 @@ class BCNFunction(Function):
         params = tuple(
             None if p is None else p.detach().to(dtype)
             for p in (weight, bias, batch_weight, batch_bias))
-        hw = x[0, 0].numel() if x.size(0) > 0 else math.prod(x.shape[2:])
+        hw = x.shape[2:].numel()
         with _autocast_off(x.device.type):
             if run is None:
                 m, v, xn, rstd = _native_moments(x, eps)
