@@ -129,7 +129,10 @@ def test_dist_test_gives_the_single_process_miou(single_run, run_cmd,
     assert 'Distributed launcher: pytorch' in result.output
     test = read_test_metrics(str(tmp_path))
     for key in ('aAcc', 'mIoU', 'mAcc'):
-        assert test[key] == val[key], key
+        # the metrics are float32 numbers (metrics.json writes them as
+        # their shortest repr): equal as float32
+        assert (torch.tensor(test[key], dtype=torch.float32) ==
+                torch.tensor(val[key], dtype=torch.float32)), key
 
 
 def test_slurm_test_gives_the_single_process_miou(single_run, run_cmd,
@@ -159,4 +162,7 @@ def test_slurm_test_gives_the_single_process_miou(single_run, run_cmd,
     assert 'Distributed launcher: slurm' in result.output
     test = read_test_metrics(str(tmp_path / 'work'))
     for key in ('aAcc', 'mIoU', 'mAcc'):
-        assert test[key] == val[key], key
+        # the metrics are float32 numbers (metrics.json writes them as
+        # their shortest repr): equal as float32
+        assert (torch.tensor(test[key], dtype=torch.float32) ==
+                torch.tensor(val[key], dtype=torch.float32)), key

@@ -78,10 +78,15 @@ def read_scalars(work_dir: str) -> List[dict]:
 
 
 def read_test_metrics(work_dir: str) -> dict:
-    """The metrics ``tools/test.py`` dumped to ``<work_dir>/<time>/``."""
-    files = sorted(glob.glob(osp.join(work_dir, '2*', '2*.json')))
+    """The metrics ``tools/test.py`` wrote to
+    ``<work_dir>/<time>/metrics.json`` (rank 0 only, atomically).
+
+    Not MMEngine's ``<time>.json``: its ``LoggerHook`` dumps that file from
+    every rank at once, so with 2 processes it can come out garbled.
+    """
+    files = sorted(glob.glob(osp.join(work_dir, '2*', 'metrics.json')))
     with open(files[-1]) as f:
-        return json.load(f)
+        return json.load(f)['metrics']
 
 
 def bcn_errors(a: dict, b: dict, eps: float = 1e-5) -> dict:
