@@ -1,5 +1,6 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 import importlib
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -14,6 +15,23 @@ import torch
 
 #: The checkout's root, located once for the whole test suite.
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+#: Fixtures that start a tool in a fresh interpreter: a test that uses one
+#: is ``slow`` (each start re-imports torch and mmseg).
+SUBPROCESS_FIXTURES = ('run_tool', 'run_cmd')
+#: Folders whose tests all start several processes or time a benchmark.
+SLOW_FOLDERS = ('test_distributed', 'test_benchmarks')
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the ``slow`` tests (see ``setup.cfg``): those that start
+    subprocesses (:data:`SUBPROCESS_FIXTURES`) or live in
+    :data:`SLOW_FOLDERS`; others carry ``@pytest.mark.slow`` themselves."""
+    for item in items:
+        parts = item.path.parts
+        if any(f in item.fixturenames for f in SUBPROCESS_FIXTURES) or any(
+                folder in parts for folder in SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope='session')
@@ -45,6 +63,44 @@ def run_tool(repo_root) -> Callable[..., subprocess.CompletedProcess]:
             timeout=timeout)
 
     return run
+
+
+def _load_tool(path: str):
+    """The module of a tool script, imported from its file (once)."""
+    name = 'tool_' + osp.relpath(path, REPO_ROOT).replace(osp.sep, '_')[:-3]
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+@pytest.fixture
+def call_tool(repo_root, capsys,
+              monkeypatch) -> Callable[..., subprocess.CompletedProcess]:
+    """``call_tool(tool, *args)`` runs ``tools/<tool>``'s ``main(argv)`` in
+    this process, from the checkout's root, and returns what
+    :func:`run_tool` would: the exit status, and stdout/stderr as the tool
+    printed them (a ``sys.exit(message)`` counts as the message on stderr
+    and status 1). For tests where a fresh interpreter is not the point."""
+    monkeypatch.chdir(repo_root)
+
+    def call(tool: str, *args: str) -> subprocess.CompletedProcess:
+        main = _load_tool(osp.join(repo_root, 'tools', tool)).main
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        err = out.err
+        if isinstance(code, str):
+            err, code = err + code + '\n', 1
+        return subprocess.CompletedProcess([tool, *args], code or 0,
+                                           out.out, err)
+
+    return call
 
 
 @pytest.fixture(scope='session')

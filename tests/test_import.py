@@ -15,4 +15,5 @@ def test_import_registers_components_in_the_root_registries():
     import mmseg_wsbcn  # noqa: F401
     for name in ('WSConv2d', 'BCN'):
         assert MODELS.get(name) is not None, name
-    assert RUNNERS.get('WSBCNRunner') is not None
+    for name in ('SafeCheckpointRunner', 'WSBCNRunner'):
+        assert RUNNERS.get(name) is not None, name

@@ -16,26 +16,24 @@ line (``--allow-partial-load`` loads the matching keys instead).
 import argparse
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
-from mmseg_wsbcn.cli import (METRICS_FILE, CheckpointMatchHook,
-                             OneLineErrorParser, SavePredictionsHook,
-                             ToolError, build_runner, check_paths,
-                             check_slide_inference, prepare_config,
-                             run_and_finish)
-from mmseg_wsbcn.cli.outputs import (add_metric, check_output_dirs,
-                                     cityscapes_format_metric,
-                                     write_metrics_json)
-from mmseg_wsbcn.cli.quiet import hide_known_warnings
+from mmseg_wsbcn.engine.hooks import CheckpointMatchHook, SavePredictionsHook
+from mmseg_wsbcn.launch import (METRICS_FILE, OneLineErrorParser, build_runner,
+                                check_paths, check_slide_inference,
+                                exit_on_error, prepare_config, run_and_finish)
+from mmseg_wsbcn.launch.outputs import (add_metric, check_output_dirs,
+                                        cityscapes_format_metric,
+                                        write_metrics_json)
+from mmseg_wsbcn.launch.quiet import hide_known_warnings
+from mmseg_wsbcn.utils.errors import ToolError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineErrorParser(
-        description='MMSeg test (and eval) a model')
+    parser = OneLineErrorParser(description='MMSeg test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
@@ -134,8 +132,7 @@ def run_and_record(runner, args) -> dict:
         print_log(f'metrics written to {filename}', logger='current')
         if args.out:
             print_log(
-                f'trainId predictions written to {args.out}',
-                logger='current')
+                f'trainId predictions written to {args.out}', logger='current')
         if args.format_cityscapes:
             print_log(
                 'Cityscapes labelId predictions written to '
@@ -144,41 +141,38 @@ def run_and_record(runner, args) -> dict:
     return metrics
 
 
+@exit_on_error('test.py')
 def main(argv=None) -> dict:
     """Run the test and return the metrics dict (e.g. ``{'mIoU': 61.2}``)."""
     hide_known_warnings()
     args = parse_args(argv)
-    try:
-        check_output_dirs({
-            '--out': args.out,
-            '--format-cityscapes': args.format_cityscapes,
-            '--show-dir': args.show_dir
-        })
-        cfg = prepare_config(
-            args.config,
-            mode='test',
-            work_dir=args.work_dir,
-            cfg_options=args.cfg_options,
-            launcher=args.launcher)
-        cfg.load_from = args.checkpoint
-        check_slide_inference(cfg)
-        if args.show or args.show_dir:
-            trigger_visualization_hook(cfg, args)
-        if args.tta:
-            if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-                raise ToolError(
-                    '--tta needs `tta_model` and `tta_pipeline` in the '
-                    f"config '{args.config}'")
-            cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-            cfg.tta_model.module = cfg.model
-            cfg.model = cfg.tta_model
-        if args.format_cityscapes:
-            add_metric(cfg,
-                       cityscapes_format_metric(cfg, args.format_cityscapes))
-        check_paths(cfg, mode='test')
-        runner = build_runner(cfg)
-    except ToolError as e:
-        sys.exit(f'test.py: error: {e}')
+    check_output_dirs({
+        '--out': args.out,
+        '--format-cityscapes': args.format_cityscapes,
+        '--show-dir': args.show_dir
+    })
+    cfg = prepare_config(
+        args.config,
+        mode='test',
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher)
+    cfg.load_from = args.checkpoint
+    check_slide_inference(cfg)
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args)
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ToolError(
+                '--tta needs `tta_model` and `tta_pipeline` in the '
+                f"config '{args.config}'")
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.format_cityscapes:
+        add_metric(cfg, cityscapes_format_metric(cfg, args.format_cityscapes))
+    check_paths(cfg, mode='test')
+    runner = build_runner(cfg)
     runner.register_hook(
         CheckpointMatchHook(
             args.checkpoint,
@@ -188,8 +182,8 @@ def main(argv=None) -> dict:
             'keys'))
     if args.out:
         runner.register_hook(SavePredictionsHook(args.out))
-    return run_and_finish('test.py', lambda: run_and_record(runner, args),
-                          cfg, lambda: 'while testing')
+    return run_and_finish('test.py', lambda: run_and_record(runner, args), cfg,
+                          lambda: 'while testing')
 
 
 if __name__ == '__main__':

@@ -12,13 +12,13 @@ Without CUDA the processes use the ``gloo`` backend on CPU.
 """
 import argparse
 import os
-import sys
 
 from mmengine.config import DictAction
 
-from mmseg_wsbcn.cli import (OneLineErrorParser, ToolError, build_runner,
-                             check_paths, prepare_config, run_and_finish)
-from mmseg_wsbcn.cli.quiet import hide_known_warnings
+from mmseg_wsbcn.launch import (OneLineErrorParser, build_runner, check_paths,
+                                exit_on_error, prepare_config, run_and_finish)
+from mmseg_wsbcn.launch.quiet import hide_known_warnings
+from mmseg_wsbcn.utils.errors import ToolError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,23 +77,21 @@ def enable_amp(cfg) -> None:
     cfg.optim_wrapper.loss_scale = 'dynamic'
 
 
+@exit_on_error('train.py')
 def main(argv=None):
     hide_known_warnings()
     args = parse_args(argv)
-    try:
-        cfg = prepare_config(
-            args.config,
-            mode='train',
-            work_dir=args.work_dir,
-            cfg_options=args.cfg_options,
-            launcher=args.launcher)
-        if args.amp:
-            enable_amp(cfg)
-        cfg.resume = args.resume
-        check_paths(cfg, mode='train')
-        runner = build_runner(cfg)
-    except ToolError as e:
-        sys.exit(f'train.py: error: {e}')
+    cfg = prepare_config(
+        args.config,
+        mode='train',
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher)
+    if args.amp:
+        enable_amp(cfg)
+    cfg.resume = args.resume
+    check_paths(cfg, mode='train')
+    runner = build_runner(cfg)
     run_and_finish('train.py', runner.train, cfg,
                    lambda: f'at iteration {runner.iter + 1}')
     return runner

@@ -5,21 +5,25 @@ A thin layer over :func:`mmseg.apis.init_model`, which does the work
 (config, ``dataset_meta``, SyncBN reverted on CPU, eval mode). It adds two
 things a WS + BCN model needs:
 
-- the checkpoint the caller names is loaded with ``weights_only=False``
-  (MMEngine's training checkpoints hold more than tensors, which torch >=
-  2.6 refuses by default; see :mod:`mmseg_wsbcn.engine.runner`);
+- the checkpoint the caller names is read by
+  :func:`~mmseg_wsbcn.engine.load_checkpoint_file` (MMEngine's training
+  checkpoints hold more than tensors, which torch >= 2.6 refuses by
+  default; see :mod:`mmseg_wsbcn.engine.checkpoint_files`), and its
+  ``dataset_meta`` set as mmseg sets it;
 - ``fold=True`` replaces every ``WSConv2d`` by the plain conv holding its
   standardized weight (:func:`~mmseg_wsbcn.models.utils.fold_ws_conv`), so
   no standardization runs at inference.
 """
+import warnings
 from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmseg.apis import init_model as mmseg_init_model
+from mmseg.utils import dataset_aliases, get_classes, get_palette
 
-from ..engine.runner import trusted_local_checkpoints
+from ..engine.checkpoint_files import load_checkpoint_file, load_weights
 from ..models.utils import fold_ws_conv
 
 
@@ -53,8 +57,30 @@ def init_model(config: Union[str, Config],
     """
     if device is None:
         device = 'cuda:0' if torch.cuda.is_available() else 'cpu'
-    with trusted_local_checkpoints():
-        model = mmseg_init_model(config, checkpoint, device, cfg_options)
+    model = mmseg_init_model(config, None, device, cfg_options)
+    if checkpoint is not None:
+        loaded = load_checkpoint_file(checkpoint, map_location='cpu')
+        load_weights(model, loaded)
+        model.dataset_meta = _dataset_meta(loaded.get('meta') or {}, model)
     if fold:
         fold_ws_conv(model)
     return model.eval()
+
+
+def _dataset_meta(meta: dict, model: nn.Module) -> dict:
+    """``classes`` and ``palette`` as :func:`mmseg.apis.init_model` sets
+    them: from the checkpoint's meta (mmseg 1.x, then 0.x keys), else the
+    first known dataset with the model's number of classes (with mmseg's
+    warning)."""
+    if 'dataset_meta' in meta:
+        return meta['dataset_meta']
+    if 'CLASSES' in meta:
+        return dict(classes=meta['CLASSES'], palette=meta['PALETTE'])
+    warnings.warn('dataset_meta or class names are not saved in the '
+                  "checkpoint's meta data, classes and palette will be set "
+                  'according to num_classes')
+    num_classes = model.decode_head.num_classes
+    name = next(
+        (n for n in dataset_aliases if len(get_classes(n)) == num_classes),
+        'cityscapes')
+    return dict(classes=get_classes(name), palette=get_palette(name))

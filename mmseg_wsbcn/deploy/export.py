@@ -84,7 +84,8 @@ def preprocess_meta(data_preprocessor: Dict) -> Dict[str, object]:
         bgr_to_rgb=bool(data_preprocessor.get('bgr_to_rgb', False)))
 
 
-def preprocess_image(path: str, data_preprocessor: Dict,
+def preprocess_image(path: str,
+                     data_preprocessor: Dict,
                      shape: Optional[Sequence[int]] = None) -> Tensor:
     """Read an image and normalize it as the config's data preprocessor.
 
@@ -114,8 +115,8 @@ def preprocess_image(path: str, data_preprocessor: Dict,
     image = image.astype(np.float32)
     image = (image - np.array(meta['mean'], np.float32)) / np.array(
         meta['std'], np.float32)
-    return torch.from_numpy(
-        np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0,
+                                                                 1)))[None]
 
 
 def export_onnx(model: nn.Module,
@@ -142,24 +143,30 @@ def export_onnx(model: nn.Module,
 
     import onnx
     if opset not in SUPPORTED_OPSETS:
-        raise ValueError(
-            f'unsupported opset {opset}: use one of '
-            f'{SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}')
+        raise ValueError(f'unsupported opset {opset}: use one of '
+                         f'{SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}')
     wrapper = SegLogits(model).eval()
     example = torch.zeros(1, 3, int(shape[0]), int(shape[1]))
     dynamic_axes = None
     if dynamic:
         dynamic_axes = {
-            'input': {0: 'batch', 2: 'height', 3: 'width'},
-            'logits': {0: 'batch', 2: 'height', 3: 'width'}
+            'input': {
+                0: 'batch',
+                2: 'height',
+                3: 'width'
+            },
+            'logits': {
+                0: 'batch',
+                2: 'height',
+                3: 'width'
+            }
         }
     with torch.no_grad(), warnings.catch_warnings(), two_level_group_norm(
             opset):
         # TracerWarnings on shape arithmetic that the dynamic axes cover
         warnings.simplefilter('ignore')
         torch.onnx.export(
-            wrapper,
-            (example, ),
+            wrapper, (example, ),
             out,
             input_names=['input'],
             output_names=['logits'],

@@ -35,39 +35,28 @@ norm that each appear once in the module tree (not shared). Anything else
 is left as an exact equivalent and reported: a BCN without a foldable conv
 in front becomes ``nn.Sequential(ChannelAffine, nn.GroupNorm)`` (its eval
 form), a BatchNorm without one stays a BatchNorm (exact in eval).
+
+What a layer becomes is its own answer, through the layer protocol
+(:mod:`~mmseg_wsbcn.models.layers.layer_kind`): ``split_eval_affine`` (the
+per-channel affine a conv in front absorbs, and the rest) and
+``eval_form`` (its exact eval equivalent); the library BatchNorms fold
+with :func:`~mmseg_wsbcn.models.layers.channel_affine.batch_norm_affine`.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..models.layers import BCN, WSConv2d
+from ..models.layers import ChannelAffine, LayerKind, layer_kind, named_layers
+from ..models.layers.channel_affine import batch_norm_affine
+from ..models.layers.layer_kind import BATCH_NORM_NAMES
 from ..models.utils import fold_ws_conv
+from ..models.utils.module_tree import replace_modules
 
 __all__ = ['ChannelAffine', 'FoldReport', 'fold_bcn_ws']
-
-
-class ChannelAffine(nn.Module):
-    """A fixed per-channel affine ``x * scale + shift`` (BCN's batch step in
-    eval, where no conv could absorb it).
-
-    Args:
-        scale (Tensor): Shape ``(C,)``.
-        shift (Tensor): Shape ``(C,)``.
-    """
-
-    def __init__(self, scale: Tensor, shift: Tensor) -> None:
-        super().__init__()
-        self.register_buffer('scale', scale.detach().clone().view(1, -1, 1, 1))
-        self.register_buffer('shift', shift.detach().clone().view(1, -1, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the affine to ``x`` of shape ``(N, C, H, W)``."""
-        return x * self.scale + self.shift
 
 
 @dataclass
@@ -78,7 +67,8 @@ class FoldReport:
         ws_convs (int): WSConv2d layers replaced by plain convs.
         bcn_folded (list[tuple[str, str]]): ``(conv name, BCN name)`` pairs
             whose batch step went into the conv; each BCN became
-            ``nn.GroupNorm``.
+            ``nn.GroupNorm`` (also the pairs of any other norm layer of
+            the toolkit with a ``split_eval_affine``).
         bn_folded (list[tuple[str, str]]): ``(conv name, BN name)`` pairs
             folded into the conv; each BN became ``nn.Identity``.
         left (list[tuple[str, str]]): ``(norm name, reason)`` for the BCN
@@ -132,8 +122,10 @@ def _join(prefix: str, name: str) -> str:
     return f'{prefix}.{name}' if prefix else name
 
 
-def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, (BCN, _BatchNorm, nn.GroupNorm))
+def _role(module: Optional[nn.Module]) -> Optional[str]:
+    """``'conv'``, ``'norm'`` (see :func:`layer_kind`) or ``None``."""
+    kind = None if module is None else layer_kind(module)
+    return None if kind is None else kind.role
 
 
 def _structural_pairs(model: nn.Module) -> Iterator[_Pair]:
@@ -142,8 +134,8 @@ def _structural_pairs(model: nn.Module) -> Iterator[_Pair]:
     for name, module in model.named_modules():
         if isinstance(module, ConvModule):
             if module.with_norm and 'conv' in module.order and (
-                    module.order.index('norm') ==
-                    module.order.index('conv') + 1):
+                    module.order.index('norm')
+                    == module.order.index('conv') + 1):
                 yield module, name, 'conv', module.norm_name
         elif isinstance(module, blocks):
             yield module, name, 'conv1', module.norm1_name
@@ -155,11 +147,9 @@ def _structural_pairs(model: nn.Module) -> Iterator[_Pair]:
                 yield module, name, 'conv1', module.norm1_name
         elif (isinstance(module, nn.Sequential)
               and type(module).forward is nn.Sequential.forward):
-            keys = list(module._modules)
-            for first, second in zip(keys, keys[1:]):
-                conv, norm = module._modules[first], module._modules[second]
-                if isinstance(conv, nn.Conv2d) and norm is not None and (
-                        _is_norm(norm)):
+            children = list(module._modules.items())
+            for (first, conv), (second, norm) in zip(children, children[1:]):
+                if _role(conv) == 'conv' and _role(norm) == 'norm':
                     yield module, name, first, second
 
 
@@ -169,18 +159,35 @@ def _conv_bias(conv: nn.Conv2d) -> Tensor:
     return conv.bias.detach().double()
 
 
-def _batch_affine(bn: _BatchNorm) -> Tuple[Tensor, Tensor]:
-    """The eval-mode per-channel ``(scale, shift)`` of a BatchNorm, float64.
-    """
-    mean = bn.running_mean.detach().double()
-    var = bn.running_var.detach().double()
-    scale = torch.rsqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.detach().double()
-    shift = -mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.detach().double()
-    return scale, shift
+def _can_split(norm: nn.Module, kind: LayerKind) -> bool:
+    """Whether a conv in front can absorb part of ``norm`` (a BatchNorm, or
+    a layer whose protocol has ``split_eval_affine``)."""
+    return kind.name in BATCH_NORM_NAMES or hasattr(
+        type(norm), 'split_eval_affine')
+
+
+def _split_eval_affine(norm: nn.Module,
+                       kind: LayerKind) -> Tuple[Tensor, Tensor, nn.Module]:
+    """``(scale, shift, rest)``, ``norm(x) == rest(x * scale + shift)`` in
+    eval: the layer protocol's ``split_eval_affine``, or a BatchNorm's
+    affine with ``nn.Identity``."""
+    split = getattr(type(norm), 'split_eval_affine', None)
+    if split is not None:
+        return split(norm)
+    return (*batch_norm_affine(norm), nn.Identity())
+
+
+def _group_norms(module: nn.Module) -> int:
+    """How many ``nn.GroupNorm`` (kind ``'gn'``) are in ``module``."""
+    return sum(kind.name == 'gn' for _, _, kind in named_layers(module))
+
+
+def _describe(module: nn.Module) -> str:
+    """``'Sequential(ChannelAffine, GroupNorm)'``, ``'GroupNorm'``, ..."""
+    if type(module) is nn.Sequential:
+        return 'Sequential({})'.format(', '.join(
+            type(m).__name__ for m in module.children()))
+    return type(module).__name__
 
 
 def _fold_affine_into_conv(conv: nn.Conv2d, scale: Tensor,
@@ -194,31 +201,6 @@ def _fold_affine_into_conv(conv: nn.Conv2d, scale: Tensor,
         weight.to(dtype), requires_grad=conv.weight.requires_grad)
     conv.bias = nn.Parameter(
         bias.to(dtype), requires_grad=conv.weight.requires_grad)
-
-
-def _group_norm(bcn: BCN) -> nn.GroupNorm:
-    """BCN's channel step and group affine as ``nn.GroupNorm``."""
-    repeats = bcn.num_channels // bcn.num_groups
-    weight, bias = bcn.weight.detach(), bcn.bias.detach()
-    gn = nn.GroupNorm(
-        bcn.num_groups,
-        bcn.num_channels,
-        eps=bcn.eps,
-        device=weight.device,
-        dtype=weight.dtype)
-    with torch.no_grad():
-        gn.weight.copy_(weight.reshape(-1).repeat_interleave(repeats))
-        gn.bias.copy_(bias.reshape(-1).repeat_interleave(repeats))
-    return gn.eval()
-
-
-def _eval_form(bcn: BCN) -> nn.Sequential:
-    """BCN in eval as ``Sequential(ChannelAffine, GroupNorm)``."""
-    scale, shift = _batch_affine(bcn.pbn)
-    dtype = bcn.weight.dtype
-    return nn.Sequential(
-        ChannelAffine(scale.to(dtype), shift.to(dtype)),
-        _group_norm(bcn)).eval()
 
 
 def _occurrences(model: nn.Module) -> Dict[int, int]:
@@ -239,12 +221,6 @@ def _check_eval(model: nn.Module) -> None:
             f'first): {len(training)} modules are in training mode '
             f'({shown}); folding uses the running statistics, which '
             'training would keep changing')
-
-
-def _set_child(model: nn.Module, qualified: str, new: nn.Module) -> None:
-    parent_name, _, attr = qualified.rpartition('.')
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, attr, new)
 
 
 def fold_bcn_ws(model: nn.Module) -> FoldReport:
@@ -271,91 +247,112 @@ def fold_bcn_ws(model: nn.Module) -> FoldReport:
         >>> report = fold_bcn_ws(model)
         >>> print(report)
     """
-    if isinstance(model, (WSConv2d, BCN, _BatchNorm)):
+    kind = layer_kind(model)
+    if kind is not None and (_can_split(model, kind)
+                             or hasattr(type(model), 'eval_form')):
         raise TypeError('fold_bcn_ws folds the layers inside a model; got a '
                         f'single {type(model).__name__}')
     _check_eval(model)
     report = FoldReport()
     report.ws_convs = sum(
-        isinstance(m, WSConv2d) for m in model.modules())
+        kind.role == 'conv' and hasattr(type(m), 'eval_form')
+        for _, m, kind in named_layers(model))
     fold_ws_conv(model)
 
     counts = _occurrences(model)
     names = {id(m): n for n, m in model.named_modules()}
-    done = set()  # ids of the norms already folded
+    done = set()  # ids of the norms already folded or left
+    replaced: Dict[int, nn.Module] = {}  # id of a folded norm -> its rest
     for parent, parent_name, conv_attr, norm_attr in list(
             _structural_pairs(model)):
         conv = getattr(parent, conv_attr, None)
         norm = getattr(parent, norm_attr, None)
-        if norm is None or id(norm) in done or not isinstance(
-                norm, (BCN, _BatchNorm)):
+        kind = None if norm is None else layer_kind(norm)
+        if (kind is None or kind.role != 'norm' or id(norm) in done
+                or not _can_split(norm, kind)):
             continue  # GroupNorm, Identity, a norm already folded
         conv_name = _join(parent_name, conv_attr)
         norm_name = names.get(id(norm), _join(parent_name, norm_attr))
+        done.add(id(norm))
         if type(conv) is not nn.Conv2d:
             report.left.append(
                 (norm_name, f'{conv_name} is a {type(conv).__name__}, not a '
                  'plain Conv2d'))
-            done.add(id(norm))
             continue
         if counts.get(id(conv), 0) > 1 or counts.get(id(norm), 0) > 1:
             report.left.append(
                 (norm_name, f'{conv_name} or the norm is shared by several '
                  'parents, so the conv may feed other layers'))
-            done.add(id(norm))
             continue
-        if isinstance(norm, BCN):
-            scale, shift = _batch_affine(norm.pbn)
-            _fold_affine_into_conv(conv, scale, shift)
-            setattr(parent, norm_attr, _group_norm(norm))
-            report.bcn_folded.append((conv_name, norm_name))
-            report.group_norms += 1
-        else:
-            scale, shift = _batch_affine(norm)
-            _fold_affine_into_conv(conv, scale, shift)
-            setattr(parent, norm_attr, nn.Identity())
+        scale, shift, rest = _split_eval_affine(norm, kind)
+        _fold_affine_into_conv(conv, scale, shift)
+        replaced[id(norm)] = rest
+        if kind.name in BATCH_NORM_NAMES:
             report.bn_folded.append((conv_name, norm_name))
-        done.add(id(norm))
+        else:
+            report.bcn_folded.append((conv_name, norm_name))
+        report.group_norms += _group_norms(rest)
 
     # what no structure covered: BCN -> its exact eval form, BN stays
     left_names = {n for n, _ in report.left}
-    batch_steps = {id(m.pbn) for m in model.modules() if isinstance(m, BCN)}
-    for name, module in list(model.named_modules()):
-        if isinstance(module, BCN):
-            _set_child(model, name, _eval_form(module))
-            report.group_norms += 1
+
+    def finish(name: str, module: nn.Module) -> Optional[nn.Module]:
+        if id(module) in replaced:
+            return replaced[id(module)]
+        kind = layer_kind(module)
+        if kind is None or kind.role != 'norm':
+            return None
+        eval_form = getattr(type(module), 'eval_form', None)
+        if eval_form is not None:
+            form = eval_form(module)
+            report.group_norms += _group_norms(form)
             if name not in left_names:
-                report.left.append(
-                    (name, 'no conv known to feed only this BCN; replaced '
-                     'by Sequential(ChannelAffine, GroupNorm)'))
-        elif isinstance(module, _BatchNorm) and name not in left_names and (
-                id(module) not in done) and id(module) not in batch_steps:
+                report.left.append((name, 'no conv known to feed only this '
+                                    f'{type(module).__name__}; replaced by '
+                                    f'{_describe(form)}'))
+            return form
+        if kind.name in BATCH_NORM_NAMES and name not in left_names:
             report.left.append(
                 (name, 'no conv known to feed only this BatchNorm; kept '
                  '(exact in eval)'))
+        return module  # a norm's inner modules are part of it
+
+    replace_modules(model, finish)
     return report
+
+
+#: :func:`count_layers` key of each layer kind name.
+_COUNTED = dict(
+    ws_conv='WSConv2d',
+    bcn='BCN',
+    gn='GroupNorm',
+    bn='BatchNorm',
+    syncbn='BatchNorm')
 
 
 def count_layers(model: nn.Module) -> Dict[str, int]:
     """Count the layer types that matter for deployment.
+
+    Layers are found by :func:`~mmseg_wsbcn.models.layers.named_layers`:
+    a layer's inner modules (BCN's batch step ``pbn``) are part of it and
+    not counted on their own.
 
     Args:
         model (nn.Module): Any module.
 
     Returns:
         dict[str, int]: ``WSConv2d``, ``BCN``, ``GroupNorm`` (plain, not
-        BCN), ``BatchNorm`` and ``Conv2d`` (all 2-D convs) counts.
+        BCN), ``BatchNorm`` (incl. SyncBN) and ``Conv2d`` (all 2-D convs)
+        counts; another norm layer of the toolkit is counted under its
+        class name.
     """
     out = dict(WSConv2d=0, BCN=0, GroupNorm=0, BatchNorm=0, Conv2d=0)
-    for m in model.modules():
-        if isinstance(m, WSConv2d):
-            out['WSConv2d'] += 1
-        if isinstance(m, BCN):
-            out['BCN'] += 1
-        elif isinstance(m, nn.GroupNorm):
-            out['GroupNorm'] += 1
-        if isinstance(m, _BatchNorm):
-            out['BatchNorm'] += 1
-        if isinstance(m, nn.Conv2d):
+    for _, module, kind in named_layers(model):
+        if kind.role == 'conv':
             out['Conv2d'] += 1
+        key = _COUNTED.get(kind.name)
+        if key is None and kind.role == 'norm':
+            key = type(module).__name__
+        if key is not None:
+            out[key] = out.get(key, 0) + 1
     return out

@@ -1,5 +1,9 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+from .checkpoint_files import CheckpointLoadError, load_checkpoint_file
 from .hooks import *  # noqa: F401,F403
-from .runner import WSBCNRunner, trusted_local_checkpoints
+from .runner import ResumeError, SafeCheckpointRunner, WSBCNRunner
 
-__all__ = ['WSBCNRunner', 'trusted_local_checkpoints']
+__all__ = [
+    'CheckpointLoadError', 'ResumeError', 'SafeCheckpointRunner',
+    'WSBCNRunner', 'load_checkpoint_file'
+]

@@ -1,84 +1,93 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""The checkpoint files of a work dir: which to resume from, and writing
-them so that a kill or a full disk never leaves a damaged one.
+"""The checkpoint files of a run: reading the one the user named, and which
+one ``--resume`` may use.
 
-MMEngine's ``CheckpointHook`` records the newest checkpoint in
-``<work_dir>/last_checkpoint`` with a plain ``open(..., 'w')``: a kill in
-the middle leaves it empty, and ``--resume`` then fails with
-``FileNotFoundError:  can not be found.``. :func:`atomic_last_checkpoint`
-makes that write go through a temporary file and a rename, like the
-checkpoints themselves; :func:`resume_candidates` lists what ``--resume``
-may use, newest first, so that a damaged newest file falls back to the one
-before it.
+- :func:`load_checkpoint_file` reads a local checkpoint the user named for
+  this run (``--resume``, ``load_from``, ``tools/test.py CHECKPOINT``,
+  ``init_model``). MMEngine 0.10.7's training checkpoints hold more than
+  tensors (``HistoryBuffer``, numpy arrays, which pickle through
+  ``builtins.getattr``), so torch >= 2.6's default ``weights_only=True``
+  refuses them; allow-listing ``getattr`` would open the unpickler to
+  anything. The file the user named is therefore read with
+  ``weights_only=False`` (trusted), and only that one: pretrained backbones
+  named in ``init_cfg=dict(type='Pretrained', ...)`` keep MMEngine's loader
+  and torch's safe default. An unreadable file is
+  :class:`CheckpointLoadError`, one line naming it.
+- :func:`resume_candidates` lists what ``--resume`` may use, newest first,
+  so that a damaged newest file falls back to the one before it.
 """
-import builtins
-import contextlib
 import os
 import os.path as osp
 import re
-from typing import Iterator, List, Optional
+from typing import Iterable, List, Mapping, Optional, Tuple
 
-from mmengine.hooks import checkpoint_hook
+import torch
+import torch.nn as nn
+from mmengine.runner.checkpoint import load_state_dict
+
+from ..utils.errors import OneLineError, first_sentence
+from ..utils.state_dict import (DEFAULT_REVISE_KEYS, checkpoint_weights,
+                                revise_keys)
 
 #: The file MMEngine's CheckpointHook writes the newest checkpoint's path to.
 LAST_CHECKPOINT = 'last_checkpoint'
 _CKPT_RE = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through ``<path>.tmp`` and a rename, so
-    that ``path`` holds either the old or the new text, never a part."""
-    tmp = f'{path}.tmp'
+class CheckpointLoadError(OneLineError, RuntimeError):
+    """A checkpoint named for this run cannot be read (truncated, corrupted,
+    not a PyTorch file); the message is one line naming the file."""
+
+    @classmethod
+    def for_file(cls, filename: str, reason: str) -> 'CheckpointLoadError':
+        """The error for ``filename``; ``reason`` is what torch said, in one
+        line."""
+        error = cls(f"cannot read checkpoint '{filename}' ({reason}); the "
+                    'file is truncated, corrupted or not a PyTorch '
+                    'checkpoint: copy or save it again')
+        error.filename, error.reason = filename, reason
+        return error
+
+
+def load_checkpoint_file(filename: str, map_location=None) -> dict:
+    """``torch.load`` a local checkpoint the user named for this run.
+
+    Args:
+        filename (str): The file (``~`` is expanded).
+        map_location: As for ``torch.load``.
+
+    Returns:
+        dict: The checkpoint.
+
+    Raises:
+        FileNotFoundError: There is no such file.
+        CheckpointLoadError: torch cannot read it.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
     try:
-        with builtins.open(tmp, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    except Exception as e:  # RuntimeError, EOFError, UnpicklingError, ...
+        raise CheckpointLoadError.for_file(filename, first_sentence(e)) \
+            from e
 
 
-class _AtomicTextFile:
-    """The file object ``CheckpointHook`` writes ``last_checkpoint``
-    through: it collects the text and writes it atomically on close."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.parts: List[str] = []
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
-
-    def close(self) -> None:
-        write_text_atomic(self.path, ''.join(self.parts))
-
-    def __enter__(self) -> '_AtomicTextFile':
-        return self
-
-    def __exit__(self, exc_type, *args) -> None:
-        if exc_type is None:
-            self.close()
-
-
-def _open(file, mode='r', *args, **kwargs):
-    if mode == 'w' and osp.basename(str(file)) == LAST_CHECKPOINT:
-        return _AtomicTextFile(str(file))
-    return builtins.open(file, mode, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def atomic_last_checkpoint() -> Iterator[None]:
-    """Within the block, MMEngine's ``CheckpointHook`` writes
-    ``last_checkpoint`` atomically (only that module's ``open`` is
-    redirected, and only for that file)."""
-    checkpoint_hook.open = _open
-    try:
-        yield
-    finally:
-        del checkpoint_hook.open
+def load_weights(model: nn.Module,
+                 checkpoint: Mapping,
+                 strict: bool = False,
+                 revisions: Iterable[Tuple[str, str]] = DEFAULT_REVISE_KEYS
+                 ) -> None:
+    """Load a checkpoint's weights into ``model`` as MMEngine's loader does
+    (``state_dict`` inside it or the checkpoint itself, keys revised, a
+    missing/unexpected key is logged unless ``strict``)."""
+    weights = checkpoint_weights(checkpoint)
+    state_dict = revise_keys(weights, revisions)
+    metadata = getattr(weights, '_metadata', None)
+    if metadata is not None:
+        state_dict._metadata = metadata
+    load_state_dict(model, state_dict, strict, logger='current')
 
 
 def read_last_checkpoint(work_dir: str) -> Optional[str]:
@@ -87,7 +96,7 @@ def read_last_checkpoint(work_dir: str) -> Optional[str]:
     record = osp.join(work_dir, LAST_CHECKPOINT)
     if not osp.isfile(record):
         return None
-    with builtins.open(record) as f:
+    with open(record) as f:
         return f.read().strip()
 
 

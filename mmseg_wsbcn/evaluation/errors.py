@@ -1,8 +1,9 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """The error type of the offline evaluation."""
+from ..utils.errors import OneLineError
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(OneLineError, ValueError):
     """An input of the offline evaluation (a prediction file, a label file,
     the dataset of the config) cannot be scored as it is.
 

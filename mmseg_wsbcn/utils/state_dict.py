@@ -2,11 +2,16 @@
 """Compare a state dict with the keys and shapes it should have.
 
 Pure functions, shared by the checkpoint check of the tools
-(:mod:`mmseg_wsbcn.cli.checkpoint`) and the converter of the authors'
-backbones (:mod:`mmseg_wsbcn.models.utils.ckpt_convert`).
+(:class:`~mmseg_wsbcn.engine.hooks.CheckpointMatchHook`) and the converter
+of the authors' backbones (:mod:`mmseg_wsbcn.models.utils.ckpt_convert`).
 """
+import re
+from collections import OrderedDict
 from typing import (Callable, Iterable, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple)
+
+import torch.nn as nn
+from mmengine.model import BaseTTAModel, is_model_wrapper
 
 #: Keys a checkpoint may lack without harm: MMEngine ignores them too (BN
 #: layers of checkpoints from old PyTorch versions).
@@ -105,10 +110,78 @@ def compare_state_dicts(
         ckpt_shape = _shape(value)
         model_shape = _shape(model_state_dict[key])
         if ckpt_shape != model_shape and not (
-                shape_ok is not None and ckpt_shape is not None
-                and model_shape is not None
-                and shape_ok(key, ckpt_shape, model_shape)):
+                shape_ok is not None and ckpt_shape is not None and model_shape
+                is not None and shape_ok(key, ckpt_shape, model_shape)):
             mismatched.append((key, ckpt_shape, model_shape))
         else:
             matched += 1
     return StateDictMismatch(missing, unexpected, mismatched, matched)
+
+
+#: MMEngine's ``Runner.load_checkpoint`` strips this prefix (a checkpoint
+#: saved from a DDP-wrapped model) before loading.
+DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
+
+
+def revise_keys(state_dict: Mapping,
+                revisions: Iterable[Tuple[str, str]] = DEFAULT_REVISE_KEYS
+                ) -> 'OrderedDict':
+    """The state dict with its keys renamed as MMEngine's loader renames
+    them (``(pattern, replacement)`` regular expressions, in order)."""
+    revised = OrderedDict(state_dict)
+    for pattern, replacement in revisions:
+        revised = OrderedDict(
+            (re.sub(pattern, replacement, k), v) for k, v in revised.items())
+    return revised
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model the weights load into: through DDP-like wrappers and TTA
+    models (``SegTTAModel.module``), as MMEngine's loader does."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+ShapeCheck = Callable[[str, Shape, Shape], bool]
+
+
+def layer_conversions(model: nn.Module) -> ShapeCheck:
+    """``shape_ok`` for :func:`compare_state_dicts`: the shape differences
+    the model's layers convert while loading.
+
+    A layer that loads another shape of one of its tensors says so with
+    ``accepts_checkpoint_shape(name, ckpt_shape, model_shape)`` (the layer
+    protocol, :mod:`mmseg_wsbcn.models.layers.layer_kind`); e.g.
+    :class:`~mmseg_wsbcn.models.layers.BCN` accepts its group affine
+    (``weight``/``bias``, ``(G,)``) in the authors' ``(1, G, 1)`` form.
+    """
+    modules = dict(model.named_modules())
+
+    def shape_ok(key: str, ckpt_shape: Shape, model_shape: Shape) -> bool:
+        owner, _, name = key.rpartition('.')
+        accepts = getattr(modules.get(owner), 'accepts_checkpoint_shape', None)
+        return accepts is not None and accepts(name, ckpt_shape, model_shape)
+
+    return shape_ok
+
+
+def checkpoint_weights(checkpoint: Mapping) -> Mapping:
+    """The state dict inside a loaded checkpoint (``checkpoint['state_dict']``
+    or the checkpoint itself), as MMEngine reads it."""
+    if 'state_dict' in checkpoint:
+        return checkpoint['state_dict']
+    return checkpoint
+
+
+def compare_checkpoint(
+    checkpoint: Mapping,
+    model: nn.Module,
+    revisions: Iterable[Tuple[str, str]] = DEFAULT_REVISE_KEYS
+) -> StateDictMismatch:
+    """Compare a loaded checkpoint with the model it is about to load into
+    (unwrapped, keys revised, layer conversions accepted)."""
+    model = unwrap_model(model)
+    state_dict = revise_keys(checkpoint_weights(checkpoint), revisions)
+    return compare_state_dicts(
+        state_dict, model.state_dict(), shape_ok=layer_conversions(model))

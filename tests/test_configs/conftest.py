@@ -37,11 +37,24 @@ def pytest_configure(config):
         'the configs chosen from the shipped ones (tests/test_configs)')
 
 
+def _representative(configs):
+    """The config a per-config test runs in the fast loop: the first BCN+WS
+    one (the toolkit's main layer pair), else the first."""
+    return next((c for c in configs if 'bcn-ws' in c), configs[0])
+
+
 def pytest_generate_tests(metafunc):
+    """Parametrize ``config``; all but one representative config are
+    ``slow`` (``pytest -m "not slow"`` runs each test on one config)."""
     mark = metafunc.definition.get_closest_marker('configs')
     if mark is not None:
         configs = list(shipped_configs(str(metafunc.config.rootpath)))
-        metafunc.parametrize('config', mark.kwargs['select'](configs))
+        selected = mark.kwargs['select'](configs)
+        fast = _representative(selected) if selected else None
+        metafunc.parametrize('config', [
+            c if c == fast else pytest.param(c, marks=pytest.mark.slow)
+            for c in selected
+        ])
 
 
 @pytest.fixture(scope='session')

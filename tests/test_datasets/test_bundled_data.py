@@ -8,22 +8,21 @@ from mmengine.registry import init_default_scope
 from mmseg.datasets import CityscapesDataset, PascalVOCDataset
 
 # Reference: cityscapesscripts' labels.py (trainId order, color).
-CITYSCAPES = [
-    ('road', (128, 64, 128)), ('sidewalk', (244, 35, 232)),
-    ('building', (70, 70, 70)), ('wall', (102, 102, 156)),
-    ('fence', (190, 153, 153)), ('pole', (153, 153, 153)),
-    ('traffic light', (250, 170, 30)), ('traffic sign', (220, 220, 0)),
-    ('vegetation', (107, 142, 35)), ('terrain', (152, 251, 152)),
-    ('sky', (70, 130, 180)), ('person', (220, 20, 60)),
-    ('rider', (255, 0, 0)), ('car', (0, 0, 142)), ('truck', (0, 0, 70)),
-    ('bus', (0, 60, 100)), ('train', (0, 80, 100)),
-    ('motorcycle', (0, 0, 230)), ('bicycle', (119, 11, 32))
-]
+CITYSCAPES = [('road', (128, 64, 128)), ('sidewalk', (244, 35, 232)),
+              ('building', (70, 70, 70)), ('wall', (102, 102, 156)),
+              ('fence', (190, 153, 153)), ('pole', (153, 153, 153)),
+              ('traffic light', (250, 170, 30)),
+              ('traffic sign', (220, 220, 0)), ('vegetation', (107, 142, 35)),
+              ('terrain', (152, 251, 152)), ('sky', (70, 130, 180)),
+              ('person', (220, 20, 60)), ('rider', (255, 0, 0)),
+              ('car', (0, 0, 142)), ('truck', (0, 0, 70)),
+              ('bus', (0, 60, 100)), ('train', (0, 80, 100)),
+              ('motorcycle', (0, 0, 230)), ('bicycle', (119, 11, 32))]
 # Reference: the PASCAL VOC devkit's class list and colour map.
-VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat',
-               'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
-               'dog', 'horse', 'motorbike', 'person', 'pottedplant',
-               'sheep', 'sofa', 'train', 'tvmonitor')
+VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle',
+               'bus', 'car', 'cat', 'chair', 'cow', 'diningtable', 'dog',
+               'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
+               'train', 'tvmonitor')
 
 
 def voc_colormap(n: int) -> list:
@@ -83,9 +82,10 @@ def test_cityscapes_mini_loads_with_classes_and_palette(repo_root):
     # the frame has road, building and car pixels at least
     assert {0, 2, 13} <= set(np.unique(labels))
     # the mirrored training sample is the mirror of the frame's labels
-    flip = [i for i in range(len(train))
-            if train.get_data_info(i)['img_path'].endswith(
-                '000294flip_leftImg8bit.png')]
+    flip = [
+        i for i in range(len(train)) if train.get_data_info(i)
+        ['img_path'].endswith('000294flip_leftImg8bit.png')
+    ]
     np.testing.assert_array_equal(_labels(train, flip[0]), labels[:, ::-1])
 
 

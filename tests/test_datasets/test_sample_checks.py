@@ -9,7 +9,8 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from torch.utils.data import DataLoader, Dataset
 
-from mmseg_wsbcn.datasets import CheckedPipeline, DataSampleError
+from mmseg_wsbcn.datasets import CheckedPipeline
+from mmseg_wsbcn.utils.sample_checks import DataSampleError
 
 
 def packed(label):

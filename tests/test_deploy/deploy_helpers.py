@@ -4,9 +4,9 @@ tests."""
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmseg_wsbcn.models.layers import BCN
+from mmseg_wsbcn.models.layers import layer_kind
+from mmseg_wsbcn.models.layers.layer_kind import BATCH_NORM_NAMES
 
 DEMO_BCN = ('configs/demo/'
             'deeplabv3_r18-d8_bcn-ws_1xb2-200iters_cityscapes-mini-128x128.py')
@@ -49,15 +49,18 @@ def randomize_norms(model: nn.Module, seed: int = 1) -> None:
         return torch.rand(n, generator=g) * (hi - lo) + lo
 
     with torch.no_grad():
+        # every module, BCN's inner batch step ``pbn`` included
         for m in model.modules():
-            if isinstance(m, _BatchNorm):
+            kind = layer_kind(m)
+            if kind is None or kind.role != 'norm':
+                continue
+            if kind.name in BATCH_NORM_NAMES:
                 c = m.num_features
                 m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
                 m.running_var.copy_(rand(c, 0.5, 2.5))
                 m.weight.copy_(rand(c, 0.5, 1.5))
                 m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-            if isinstance(m, (BCN, nn.GroupNorm)) and not isinstance(
-                    m, _BatchNorm):
+            else:  # GroupNorm, BCN's group affine
                 n = m.weight.numel()
                 m.weight.copy_(rand(n, 0.5, 1.5))
                 m.bias.copy_(torch.randn(n, generator=g) * 0.2)

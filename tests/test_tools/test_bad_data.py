@@ -39,12 +39,16 @@ def labels_out_of_range(root):
         cv2.imwrite(path, label)
 
 
-@pytest.mark.parametrize('damage,needles', [
-    (corrupt_images, ['sample ', TRAIN_IMAGES, 'could not be loaded',
-                      'check_dataset.py']),
-    (labels_out_of_range, ['sample ', TRAIN_LABELS, 'label values [40]',
-                           'outside the 19 classes']),
-], ids=['corrupt image', 'label out of range'])
+@pytest.mark.parametrize(
+    'damage,needles', [
+        (corrupt_images,
+         ['sample ', TRAIN_IMAGES, 'could not be loaded', 'check_dataset.py']),
+        (labels_out_of_range, [
+            'sample ', TRAIN_LABELS, 'label values [40]',
+            'outside the 19 classes'
+        ]),
+    ],
+    ids=['corrupt image', 'label out of range'])
 def test_bad_training_data(damage, needles, data_copy, tmp_path, run_tool,
                            assert_one_line_error):
     damage(data_copy)
@@ -124,32 +128,37 @@ def test_test_tool_with_a_truncated_checkpoint(trained, tmp_path, run_tool,
     assert_one_line_error(proc, f"'{ckpt}'", 'PytorchStreamReader')
 
 
+@pytest.mark.slow  # a training run in a subprocess
 def test_full_disk_while_saving(repo_root, tmp_path, assert_one_line_error):
     """The 4th iteration's checkpoint hits a full disk (simulated): one
     line naming it, no temporary file left, iteration 2's checkpoint and
     ``last_checkpoint`` intact."""
     config = tmp_path / 'disk_full.py'
-    config.write_text(
-        f"_base_ = ['{osp.join(repo_root, CONFIG)}']\n"
-        'custom_imports = dict(imports=[\'mmseg_wsbcn\', '
-        "'wsbcn_disk_full'], allow_failed_imports=False)\n"
-        'train_cfg = dict(max_iters=6, val_interval=100)\n'
-        'default_hooks = dict(checkpoint=dict(interval=2))\n')
+    config.write_text(f"_base_ = ['{osp.join(repo_root, CONFIG)}']\n"
+                      'custom_imports = dict(imports=[\'mmseg_wsbcn\', '
+                      "'wsbcn_disk_full'], allow_failed_imports=False)\n"
+                      'train_cfg = dict(max_iters=6, val_interval=100)\n'
+                      'default_hooks = dict(checkpoint=dict(interval=2))\n')
     work_dir = str(tmp_path / 'w')
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(
             [osp.join(repo_root, 'tests/data/hooks')] +
             [p for p in [os.environ.get('PYTHONPATH')] if p]))
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', str(config), '--work-dir',
-         work_dir],
-        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        sys.executable, 'tools/train.py',
+        str(config), '--work-dir', work_dir
+    ],
+                          cwd=repo_root,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert_one_line_error(proc, 'could not save checkpoint',
                           f"'{work_dir}/iter_4.pth'",
                           'No space left on device', 'are intact')
     names = set(os.listdir(work_dir))
     assert 'iter_2.pth' in names and 'iter_4.pth' not in names
-    assert not [n for n in names if n.endswith('.tmp')]
+    assert not [n for n in names if '.tmp' in n]
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         assert f.read() == osp.join(work_dir, 'iter_2.pth')

@@ -30,14 +30,13 @@ def broken_copy(repo_root, tmp_path):
     return root, corrupt, out_of_range, wrong_size, label.shape
 
 
-def test_reports_exactly_the_three_problems(broken_copy, run_tool):
+def test_reports_exactly_the_three_problems(broken_copy, call_tool):
     root, corrupt, out_of_range, wrong_size, shape = broken_copy
-    proc = run_tool('misc/check_dataset.py', CONFIG, '--cfg-options',
-                    f'train_dataloader.dataset.data_root={root}/')
+    proc = call_tool('misc/check_dataset.py', CONFIG, '--cfg-options',
+                     f'train_dataloader.dataset.data_root={root}/')
     assert proc.returncode == 1, proc.stderr
     problems = [
-        ln.strip() for ln in proc.stdout.splitlines()
-        if ln.startswith('  ')
+        ln.strip() for ln in proc.stdout.splitlines() if ln.startswith('  ')
     ]
     h, w = shape
     assert sorted(problems) == sorted([
@@ -50,25 +49,25 @@ def test_reports_exactly_the_three_problems(broken_copy, run_tool):
     assert '|      road     |' in proc.stdout  # the per-class table
 
 
-def test_clean_data_passes_with_a_pixel_table(repo_root, run_tool):
-    proc = run_tool('misc/check_dataset.py', CONFIG, '--split', 'val')
+def test_clean_data_passes_with_a_pixel_table(repo_root, call_tool):
+    proc = call_tool('misc/check_dataset.py', CONFIG, '--split', 'val')
     assert proc.returncode == 0, proc.stderr
     assert 'val split: 1 image/label pairs, 19 classes' in proc.stdout
     assert 'No problems found.' in proc.stdout
     # the frame's road pixels, counted independently
     label = cv2.imread(
-        osp.join(repo_root, 'demo/data/cityscapes_mini/gtFine/val/frankfurt/'
-                 'frankfurt_000000_000294_gtFine_labelTrainIds.png'),
+        osp.join(
+            repo_root, 'demo/data/cityscapes_mini/gtFine/val/frankfurt/'
+            'frankfurt_000000_000294_gtFine_labelTrainIds.png'),
         cv2.IMREAD_UNCHANGED)
     road = int(np.sum(label == 0))
     assert any(
-        ln.split('|')[1].strip() == 'road' and
-        int(ln.split('|')[2]) == road for ln in proc.stdout.splitlines()
-        if ln.count('|') == 4)
+        ln.split('|')[1].strip() == 'road' and int(ln.split('|')[2]) == road
+        for ln in proc.stdout.splitlines() if ln.count('|') == 4)
 
 
-def test_unknown_split_dataloader(run_tool, assert_one_line_error, tmp_path):
+def test_unknown_split_dataloader(call_tool, assert_one_line_error, tmp_path):
     cfg = tmp_path / 'no_test.py'
     cfg.write_text('train_dataloader = None\n')
     assert_one_line_error(
-        run_tool('misc/check_dataset.py', str(cfg)), 'no train_dataloader')
+        call_tool('misc/check_dataset.py', str(cfg)), 'no train_dataloader')

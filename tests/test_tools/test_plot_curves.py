@@ -117,35 +117,35 @@ def test_labels_and_keys_options(tool, work_dirs, tmp_path):
     assert list(fig.axes[0].get_lines()[1].get_ydata()) == ce
 
 
-def test_command_line_writes_the_png(run_tool, work_dirs, tmp_path):
+def test_command_line_writes_the_png(call_tool, work_dirs, tmp_path):
     out = str(tmp_path / 'sub' / 'curves.png')
-    proc = run_tool('analysis/plot_curves.py', *work_dirs, '--out', out)
+    proc = call_tool('analysis/plot_curves.py', *work_dirs, '--out', out)
     assert proc.returncode == 0, proc.stderr
     assert '2 runs joined' in proc.stdout  # the resumed BN work dir
     with Image.open(out) as png:
         png.verify()
 
 
-def test_missing_work_dir_is_one_line(run_tool, assert_one_line_error,
+def test_missing_work_dir_is_one_line(call_tool, assert_one_line_error,
                                       work_dirs, tmp_path):
     missing = str(tmp_path / 'nope')
-    proc = run_tool('analysis/plot_curves.py', work_dirs[0], missing, '--out',
-                    str(tmp_path / 'c.png'))
+    proc = call_tool('analysis/plot_curves.py', work_dirs[0], missing, '--out',
+                     str(tmp_path / 'c.png'))
     assert_one_line_error(proc, 'plot_curves.py: error:', missing,
                           'does not exist')
 
 
-def test_work_dir_without_scalars_is_one_line(run_tool, assert_one_line_error,
+def test_work_dir_without_scalars_is_one_line(call_tool, assert_one_line_error,
                                               tmp_path):
     (tmp_path / '20240101_000000' / 'vis_data').mkdir(parents=True)
-    proc = run_tool('analysis/plot_curves.py', str(tmp_path), '--out',
-                    str(tmp_path / 'c.png'))
+    proc = call_tool('analysis/plot_curves.py', str(tmp_path), '--out',
+                     str(tmp_path / 'c.png'))
     assert_one_line_error(proc, str(tmp_path), 'scalars.json')
 
 
-def test_key_in_no_run_is_one_line(run_tool, assert_one_line_error, work_dirs,
+def test_key_in_no_run_is_one_line(call_tool, assert_one_line_error, work_dirs,
                                    tmp_path):
-    proc = run_tool('analysis/plot_curves.py', *work_dirs, '--keys', 'loss',
-                    'mIoU_typo', '--out', str(tmp_path / 'c.png'))
+    proc = call_tool('analysis/plot_curves.py', *work_dirs, '--keys', 'loss',
+                     'mIoU_typo', '--out', str(tmp_path / 'c.png'))
     assert_one_line_error(proc, "key 'mIoU_typo'", 'mIoU,')
     assert not (tmp_path / 'c.png').exists()

@@ -77,8 +77,10 @@ def tested(run_tool, repo_root, tmp_path_factory):
     paths = {k: str(root / k) for k in ('work', 'out', 'cs', 'show')}
     paths['checkpoint'] = str(root / 'fitted.pth')
     fit_classifier(repo_root, paths['checkpoint'])
-    args = [CONFIG, paths['checkpoint'], '--work-dir', paths['work'],
-            '--out', paths['out'], '--show-dir', paths['show']]
+    args = [
+        CONFIG, paths['checkpoint'], '--work-dir', paths['work'], '--out',
+        paths['out'], '--show-dir', paths['show']
+    ]
     try:
         importlib.import_module('cityscapesscripts.helpers.labels')
         args += ['--format-cityscapes', paths['cs']]
@@ -151,14 +153,13 @@ def test_out_writes_the_model_predictions_as_train_ids(tested, repo_root):
         osp.join(repo_root, CONFIG), tested['checkpoint'], device='cpu')
     result = inference_model(model, osp.join(repo_root, IMAGE))
     np.testing.assert_array_equal(
-        pred,
-        result.pred_sem_seg.data[0].numpy().astype(np.uint8))
+        pred, result.pred_sem_seg.data[0].numpy().astype(np.uint8))
 
     # and scored against the labels, the tool's mIoU
     ious = class_ious(pred, label)
     record = metrics_json(tested['work'])
-    assert round(float(np.nanmean(ious)) * 100, 2) == pytest.approx(
-        record['metrics']['mIoU'])
+    assert round(float(np.nanmean(ious)) * 100,
+                 2) == pytest.approx(record['metrics']['mIoU'])
 
 
 def score_with_eval_predictions(run_tool, repo_root, out_json, *args):
@@ -172,8 +173,8 @@ def score_with_eval_predictions(run_tool, repo_root, out_json, *args):
         return json.load(f)
 
 
-def test_eval_predictions_gives_back_the_same_miou(tested, run_tool,
-                                                   repo_root, tmp_path):
+def test_eval_predictions_gives_back_the_same_miou(tested, run_tool, repo_root,
+                                                   tmp_path):
     """The round trip: --out, then tools/analysis/eval_predictions.py."""
     scored = score_with_eval_predictions(run_tool, repo_root,
                                          str(tmp_path / 'scored.json'),
@@ -183,8 +184,9 @@ def test_eval_predictions_gives_back_the_same_miou(tested, run_tool,
         assert scored[key] == pytest.approx(record[key], abs=0.01), key
 
 
-def test_eval_predictions_of_the_cityscapes_export_too(
-        tested, run_tool, repo_root, tmp_path, require_extra):
+def test_eval_predictions_of_the_cityscapes_export_too(tested, run_tool,
+                                                       repo_root, tmp_path,
+                                                       require_extra):
     """--format-cityscapes, read back as labelIds: the same mIoU again."""
     require_extra('cityscapes', 'cityscapesscripts.helpers.labels')
     scored = score_with_eval_predictions(run_tool, repo_root,
@@ -213,8 +215,8 @@ def test_cityscapes_export_scored_by_cityscapesscripts(tested, repo_root,
     IoUMetric is given the trainIds derived from that file (the bundled
     labelTrainIds file differs from that mapping in 77 of 32,768 pixels).
     """
-    labels = require_extra(
-        'cityscapes', 'cityscapesscripts.helpers.labels').labels
+    labels = require_extra('cityscapes',
+                           'cityscapesscripts.helpers.labels').labels
     require_extra(
         'cityscapes',
         'cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling')
@@ -254,8 +256,8 @@ def test_cityscapes_export_scored_by_cityscapesscripts(tested, repo_root,
     with open(export_dir / 'resultPixelLevelSemanticLabeling.json') as f:
         official = json.load(f)['classScores']
 
-    gt = label_ids_to_train_ids(read_png(osp.join(repo_root, LABEL_IDS)),
-                                labels)
+    gt = label_ids_to_train_ids(
+        read_png(osp.join(repo_root, LABEL_IDS)), labels)
     mmseg_ious = class_ious(pred, gt)
     names = {lab.trainId: lab.name for lab in labels if 0 <= lab.trainId < 19}
     theirs = np.array([official[names[i]] for i in range(19)], float)
@@ -266,9 +268,8 @@ def test_cityscapes_export_scored_by_cityscapesscripts(tested, repo_root,
 
 def test_show_dir_paints_one_image_per_test_image(tested, repo_root):
     files = glob.glob(osp.join(tested['show'], '**', '*.png'), recursive=True)
-    assert [osp.relpath(p, tested['show']) for p in files] == [
-        f'vis_data/vis_image/test_{FRAME}_leftImg8bit.png_0.png'
-    ]
+    assert [osp.relpath(p, tested['show']) for p in files
+            ] == [f'vis_data/vis_image/test_{FRAME}_leftImg8bit.png_0.png']
     painted = read_png(files[0])
     image = np.array(Image.open(osp.join(repo_root, IMAGE)).convert('RGB'))
     h, w = image.shape[:2]
@@ -281,12 +282,13 @@ def test_show_dir_paints_one_image_per_test_image(tested, repo_root):
 
 
 @pytest.mark.parametrize('extra, needles', [
-    (['--out', 'same', '--format-cityscapes', 'same'],
-     ['--out and --format-cityscapes must be separate folders']),
-    (['--cfg-options', "model.test_cfg.mode='slide'",
-      'model.test_cfg.crop_size="(512,1024)"',
-      'model.test_cfg.stride="(768,768)"'],
-     ['stride (768, 768) is larger than crop_size (512, 1024)']),
+    (['--out', 'same', '--format-cityscapes', 'same'
+      ], ['--out and --format-cityscapes must be separate folders']),
+    ([
+        '--cfg-options', "model.test_cfg.mode='slide'",
+        'model.test_cfg.crop_size="(512,1024)"',
+        'model.test_cfg.stride="(768,768)"'
+    ], ['stride (768, 768) is larger than crop_size (512, 1024)']),
 ])
 def test_output_and_window_mistakes_are_one_line(run_tool,
                                                  assert_one_line_error,

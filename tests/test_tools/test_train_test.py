@@ -13,8 +13,8 @@ CONFIG = 'tests/data/configs/deeplabv3_r18-d8_bn_1xb2-tiny_cityscapes-mini-64x64
 
 def read_scalars(work_dir):
     """All records of the newest run's ``vis_data/scalars.json``."""
-    runs = sorted(glob.glob(osp.join(work_dir, '2*', 'vis_data',
-                                     'scalars.json')))
+    runs = sorted(
+        glob.glob(osp.join(work_dir, '2*', 'vis_data', 'scalars.json')))
     with open(runs[-1]) as f:
         return [json.loads(line) for line in f]
 
@@ -22,8 +22,7 @@ def read_scalars(work_dir):
 @pytest.fixture(scope='module')
 def trained(run_tool, tmp_path_factory):
     work_dir = str(tmp_path_factory.mktemp('train'))
-    proc = run_tool('train.py', CONFIG, '--work-dir',
-                    work_dir)
+    proc = run_tool('train.py', CONFIG, '--work-dir', work_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work_dir
 
@@ -44,12 +43,11 @@ def test_checkpoints_are_saved_without_temporaries(trained):
         assert f.read().strip().endswith('iter_10.pth')
 
 
-def test_test_tool_reproduces_the_final_validation_miou(run_tool, trained,
-                                                        tmp_path):
+def test_test_tool_reproduces_the_final_validation_miou(
+        run_tool, trained, tmp_path):
     val = [r for r in read_scalars(trained) if 'mIoU' in r][-1]
-    proc = run_tool('test.py', CONFIG,
-                    osp.join(trained, 'iter_10.pth'), '--work-dir',
-                    str(tmp_path))
+    proc = run_tool('test.py', CONFIG, osp.join(trained, 'iter_10.pth'),
+                    '--work-dir', str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the tool's documented metrics file, in the run's timestamp folder
     [metrics] = glob.glob(osp.join(str(tmp_path), '2*', 'metrics.json'))
@@ -60,9 +58,9 @@ def test_test_tool_reproduces_the_final_validation_miou(run_tool, trained,
 
 
 def test_resume_continues_the_iteration_counter(run_tool, trained):
-    proc = run_tool('train.py', CONFIG, '--work-dir',
-                    trained, '--resume', '--cfg-options',
-                    'train_cfg.max_iters=12', 'train_cfg.val_interval=12')
+    proc = run_tool('train.py', CONFIG, '--work-dir', trained, '--resume',
+                    '--cfg-options', 'train_cfg.max_iters=12',
+                    'train_cfg.val_interval=12')
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert 'resumed epoch: 0, iter: 10' in out

@@ -3,6 +3,7 @@
 authors' released form converts in one command, and what it writes loads
 through ``init_cfg=dict(type='Pretrained')`` (torch's ``weights_only=True``
 path); bad input ends in one line and writes nothing."""
+import os
 import os.path as osp
 
 import pytest
@@ -27,8 +28,7 @@ def write_official(official_state_dict, path, layout, edit=None):
 def bcn_x50(official_state_dict, tmp_path_factory, run_tool):
     folder = tmp_path_factory.mktemp('convert')
     src = str(folder / 'rx50_bcn_ws.pth')
-    state = write_official(official_state_dict, src,
-                           ('bcn-ws', 'resnext', 50))
+    state = write_official(official_state_dict, src, ('bcn-ws', 'resnext', 50))
     dst = str(folder / 'out' / 'rx50_bcn_ws_mmseg.pth')
     proc = run_tool(TOOL, src, dst)
     return proc, state, dst
@@ -45,7 +45,7 @@ def test_prints_what_it_detected_and_the_config(bcn_x50):
     assert "norm_cfg=dict(type='BCN', num_groups=32, requires_grad=True)," \
         in out
     assert f"init_cfg=dict(type='Pretrained', checkpoint='{dst}')," in out
-    assert not osp.exists(dst + '.tmp')
+    assert not [n for n in os.listdir(osp.dirname(dst)) if '.tmp' in n]
 
 
 def test_output_loads_as_a_pretrained_backbone(bcn_x50):
@@ -57,17 +57,18 @@ def test_output_loads_as_a_pretrained_backbone(bcn_x50):
     assert meta['layout'] == 'BCN+WS ResNeXt-50 32x4d'
     assert meta['conv_cfg'] == dict(type='WSConv2d', mode='var')
     backbone = MODELS.build(
-        dict(meta['backbone'], init_cfg=dict(type='Pretrained',
-                                             checkpoint=dst)))
+        dict(
+            meta['backbone'], init_cfg=dict(type='Pretrained',
+                                            checkpoint=dst)))
     backbone.init_weights()
     loaded = backbone.state_dict()
     torch.testing.assert_close(loaded['layer1.0.conv2.weight'],
                                state['module.layer1.0.conv2.weight'])
     torch.testing.assert_close(loaded['layer4.2.bn2.pbn.running_var'],
                                state['module.layer4.2.bn2.pbn.running_var'])
-    torch.testing.assert_close(loaded['layer2.0.downsample.1.bias'],
-                               state['module.layer2.0.downsample.1.bias']
-                               .flatten())
+    torch.testing.assert_close(
+        loaded['layer2.0.downsample.1.bias'],
+        state['module.layer2.0.downsample.1.bias'].flatten())
 
 
 def _drop_two(state):
@@ -82,28 +83,30 @@ def _torchvision(state):
 
 
 @pytest.mark.parametrize('layout,edit,needles', [
-    (('bcn-ws', 'resnet', 50), _drop_two,
-     ['not the BCN+WS ResNet-50 layout', '2 missing: layer1.0.conv1.weight, '
-      'layer4.2.bn3.pbn.running_mean']),
+    (('bcn-ws', 'resnet', 50), _drop_two, [
+        'not the BCN+WS ResNet-50 layout', '2 missing: layer1.0.conv1.weight, '
+        'layer4.2.bn3.pbn.running_mean'
+    ]),
     (('gn-ws', 'resnet', 50), _torchvision,
      ['unknown layout', 'BatchNorm ResNet']),
 ])
 def test_bad_layouts(layout, edit, needles, official_state_dict, tmp_path,
-                     run_tool, assert_one_line_error):
+                     call_tool, assert_one_line_error):
     src = str(tmp_path / 'in.pth')
     write_official(official_state_dict, src, layout, edit=edit)
     dst = str(tmp_path / 'out.pth')
-    proc = run_tool(TOOL, src, dst)
+    proc = call_tool(TOOL, src, dst)
     assert_one_line_error(proc, 'wsbcn2mmseg.py: error: ', src, *needles)
-    assert not osp.exists(dst) and not osp.exists(dst + '.tmp')
+    assert not osp.exists(dst)
+    assert not [n for n in os.listdir(osp.dirname(dst)) if '.tmp' in n]
 
 
-def test_files_that_are_not_checkpoints(repo_root, tmp_path, run_tool,
+def test_files_that_are_not_checkpoints(repo_root, tmp_path, call_tool,
                                         assert_one_line_error):
     dst = str(tmp_path / 'out.pth')
     text = osp.join(repo_root, 'README.md')
     assert_one_line_error(
-        run_tool(TOOL, text, dst), 'README.md: not a checkpoint that '
+        call_tool(TOOL, text, dst), 'README.md: not a checkpoint that '
         'torch.load(weights_only=True) can read')
     src = str(tmp_path / 'full.pth')
     torch.save({'module.conv1.weight': torch.zeros(64, 3, 7, 7)}, src)
@@ -111,8 +114,8 @@ def test_files_that_are_not_checkpoints(repo_root, tmp_path, run_tool,
     with open(src, 'rb') as f, open(truncated, 'wb') as g:
         g.write(f.read()[:2000])
     assert_one_line_error(
-        run_tool(TOOL, truncated, dst), 'not a checkpoint', 'zip archive')
+        call_tool(TOOL, truncated, dst), 'not a checkpoint', 'zip archive')
     assert_one_line_error(
-        run_tool(TOOL, str(tmp_path / 'nothing.pth'), dst), 'no such file')
-    assert_one_line_error(run_tool(TOOL, src, src), 'the same file')
+        call_tool(TOOL, str(tmp_path / 'nothing.pth'), dst), 'no such file')
+    assert_one_line_error(call_tool(TOOL, src, src), 'the same file')
     assert not osp.exists(dst)

@@ -14,19 +14,18 @@ reported.
 """
 import argparse
 import os.path as osp
-import sys
 
 import numpy as np
 from mmengine.config import DictAction
 
-from mmseg_wsbcn.cli import OneLineErrorParser
-from mmseg_wsbcn.cli.quiet import hide_known_warnings
-from mmseg_wsbcn.evaluation import EvaluationInputError
-from mmseg_wsbcn.visualization.confusion_matrix import (
-    build_dataset, dataset_confusion_matrix, matrix_metrics,
-    plot_confusion_matrix)
-from mmseg_wsbcn.visualization.curves import save_figure
-from mmseg_wsbcn.visualization.errors import AnalysisError
+from mmseg_wsbcn.analysis.confusion_matrix import (build_dataset,
+                                                   dataset_confusion_matrix,
+                                                   matrix_metrics,
+                                                   plot_confusion_matrix)
+from mmseg_wsbcn.analysis.curves import save_figure
+from mmseg_wsbcn.analysis.errors import AnalysisError
+from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
+from mmseg_wsbcn.launch.quiet import hide_known_warnings
 
 PROG = 'confusion_matrix.py'
 
@@ -63,25 +62,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@exit_on_error(PROG)
 def main(argv=None) -> np.ndarray:
     """Run the command line; return the int64 confusion matrix."""
     hide_known_warnings()
 
     args = parse_args(argv)
-    try:
-        if not osp.isdir(args.pred_dir):
-            raise AnalysisError(
-                f"prediction folder '{args.pred_dir}' does not exist")
-        dataset, loader = build_dataset(args.config, args.split,
-                                        args.cfg_options)
-        matrix, unscored = dataset_confusion_matrix(dataset, loader,
-                                                    args.pred_dir,
-                                                    args.pred_suffix)
-        classes = list(dataset.metainfo['classes'])
-        save_figure(
-            plot_confusion_matrix(matrix, classes, args.title), args.out)
-    except (AnalysisError, EvaluationInputError) as e:
-        sys.exit(f'{PROG}: error: {e}')
+    if not osp.isdir(args.pred_dir):
+        raise AnalysisError(
+            f"prediction folder '{args.pred_dir}' does not exist")
+    dataset, loader = build_dataset(args.config, args.split, args.cfg_options)
+    matrix, unscored = dataset_confusion_matrix(dataset, loader, args.pred_dir,
+                                                args.pred_suffix)
+    classes = list(dataset.metainfo['classes'])
+    save_figure(plot_confusion_matrix(matrix, classes, args.title), args.out)
     m = matrix_metrics(matrix)
     images = f'{len(dataset)} image' + ('' if len(dataset) == 1 else 's')
     print(f'{images}, {int(matrix.sum())} labelled pixels; '

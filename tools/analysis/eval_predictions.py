@@ -22,16 +22,13 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 from typing import Iterator, Tuple
 
 import numpy as np
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from mmseg_wsbcn.cli import OneLineErrorParser, ToolError, prepare_config
-from mmseg_wsbcn.cli.quiet import hide_known_warnings
-from mmseg_wsbcn.evaluation import (EvaluationInputError, build_label_loader,
+from mmseg_wsbcn.evaluation import (build_label_loader,
                                     build_seg_dataset,
                                     check_cityscapes_classes, check_prediction,
                                     cityscapes_labels, data_infos,
@@ -39,6 +36,10 @@ from mmseg_wsbcn.evaluation import (EvaluationInputError, build_label_loader,
                                     flat_name_counts, label_id_lut,
                                     label_ids_to_train_ids, load_label,
                                     prediction_stem, read_prediction)
+from mmseg_wsbcn.launch import (OneLineErrorParser, exit_on_error,
+                                prepare_config)
+from mmseg_wsbcn.launch.quiet import hide_known_warnings
+from mmseg_wsbcn.utils.errors import ToolError
 
 # MMEngine 0.10.7 imports ``pkg_resources`` lazily when it resolves
 # ``mmseg::`` config paths; setuptools (pinned < 81 for the mmcv build) then
@@ -136,45 +137,41 @@ def scored_pairs(dataset, infos, loader, args,
         yield pred, label
 
 
+@exit_on_error(PROG)
 def main(argv=None) -> dict:
-    hide_known_warnings()
     """Score the predictions and return the metrics (``aAcc``, ``mIoU``,
     ``mAcc``, ``IoU`` and ``Acc`` per class, in percent)."""
+    hide_known_warnings()
     args = parse_args(argv)
-    try:
-        if not osp.isdir(args.pred_dir):
-            raise ToolError(
-                f"prediction folder '{args.pred_dir}' does not exist")
-        cfg = prepare_config(
-            args.config, mode='test', cfg_options=args.cfg_options)
-        where = f'{args.split}_dataloader.dataset'
-        dataset_cfg = (cfg.get(f'{args.split}_dataloader')
-                       or {}).get('dataset')
-        if dataset_cfg is None:
-            raise ToolError(f"config '{args.config}' has no {where}")
-        root = dataset_cfg.get('data_root')
-        if root and '://' not in str(root) and not osp.isdir(root):
-            raise ToolError(
-                f"data folder '{root}' ({where}.data_root) does not exist; "
-                f'point the config at it, e.g. --cfg-options '
-                f'{where}.data_root=PATH')
-        logger = _logger()
-        dataset = build_seg_dataset(dataset_cfg)
-        loader = build_label_loader(dataset_cfg.get('pipeline'))
-        lut = None
-        if args.label_ids:
-            labels = cityscapes_labels()
-            check_cityscapes_classes(dataset.metainfo['classes'], labels)
-            lut = label_id_lut(labels, dataset.ignore_index)
-        infos = data_infos(dataset)
-        logger.info(f'scoring {_images(len(infos))}: predictions in '
-                    f"'{args.pred_dir}' against {where} "
-                    f"('{dataset.data_prefix.get('seg_map_path')}')")
-        metrics = evaluate_iou(
-            scored_pairs(dataset, infos, loader, args, lut), dataset.metainfo,
-            dataset.ignore_index)
-    except (ToolError, EvaluationInputError) as e:
-        sys.exit(f'{PROG}: error: {e}')
+    if not osp.isdir(args.pred_dir):
+        raise ToolError(f"prediction folder '{args.pred_dir}' does not exist")
+    cfg = prepare_config(
+        args.config, mode='test', cfg_options=args.cfg_options)
+    where = f'{args.split}_dataloader.dataset'
+    dataset_cfg = (cfg.get(f'{args.split}_dataloader') or {}).get('dataset')
+    if dataset_cfg is None:
+        raise ToolError(f"config '{args.config}' has no {where}")
+    root = dataset_cfg.get('data_root')
+    if root and '://' not in str(root) and not osp.isdir(root):
+        raise ToolError(
+            f"data folder '{root}' ({where}.data_root) does not exist; "
+            f'point the config at it, e.g. --cfg-options '
+            f'{where}.data_root=PATH')
+    logger = _logger()
+    dataset = build_seg_dataset(dataset_cfg)
+    loader = build_label_loader(dataset_cfg.get('pipeline'))
+    lut = None
+    if args.label_ids:
+        labels = cityscapes_labels()
+        check_cityscapes_classes(dataset.metainfo['classes'], labels)
+        lut = label_id_lut(labels, dataset.ignore_index)
+    infos = data_infos(dataset)
+    logger.info(f'scoring {_images(len(infos))}: predictions in '
+                f"'{args.pred_dir}' against {where} "
+                f"('{dataset.data_prefix.get('seg_map_path')}')")
+    metrics = evaluate_iou(
+        scored_pairs(dataset, infos, loader, args, lut), dataset.metainfo,
+        dataset.ignore_index)
     summary = '  '.join(f'{key}: {_fmt(metrics[key])}'
                         for key in ('aAcc', 'mIoU', 'mAcc'))
     logger.info(f'{summary}  ({_images(len(infos))})')

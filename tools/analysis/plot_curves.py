@@ -17,11 +17,10 @@ needed). Bad input (a missing work dir, no scalars.json, a key no run
 logged) exits with one line. See docs/analysis.md.
 """
 import argparse
-import sys
 
-from mmseg_wsbcn.cli import OneLineErrorParser
-from mmseg_wsbcn.visualization import (AnalysisError, load_runs, plot_curves,
-                                       save_figure)
+from mmseg_wsbcn.analysis import (load_runs, plot_curves,
+                                  save_figure)
+from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
 
 PROG = 'plot_curves.py'
 
@@ -50,15 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@exit_on_error(PROG)
 def main(argv=None):
     """Run the tool; return the matplotlib ``Figure`` it wrote."""
     args = parse_args(argv)
-    try:
-        runs = load_runs(args.work_dirs, args.labels)
-        fig = plot_curves(runs, args.keys, args.title)
-        save_figure(fig, args.out)
-    except AnalysisError as e:
-        sys.exit(f'{PROG}: error: {e}')
+    runs = load_runs(args.work_dirs, args.labels)
+    fig = plot_curves(runs, args.keys, args.title)
+    save_figure(fig, args.out)
     for run in runs:
         parts = []
         for key in args.keys:

@@ -57,7 +57,8 @@ def build_cityscapes(src: str, out: str) -> None:
             osp.join(src, 'leftImg8bit', 'val', city,
                      f'{CS_NAME}_leftImg8bit.png')))
     labels = {
-        kind: Image.open(
+        kind:
+        Image.open(
             osp.join(src, 'gtFine', 'val', city,
                      f'{CS_NAME}_gtFine_{kind}.png'))
         for kind in ('labelTrainIds', 'labelIds')
@@ -75,8 +76,9 @@ def build_cityscapes(src: str, out: str) -> None:
                 osp.join(img_dir, f'{stem}_leftImg8bit.png'))
             for kind, lab in labels.items():
                 arr = fn(np.array(lab))
-                Image.fromarray(arr, mode=lab.mode).save(
-                    osp.join(ann_dir, f'{stem}_gtFine_{kind}.png'))
+                Image.fromarray(
+                    arr, mode=lab.mode).save(
+                        osp.join(ann_dir, f'{stem}_gtFine_{kind}.png'))
 
 
 def build_voc(src: str, out: str) -> None:
@@ -108,8 +110,9 @@ def build_voc(src: str, out: str) -> None:
     for name in (VOC_NAME, flip_name):
         idx = np.array(
             Image.open(osp.join(root, 'SegmentationClass', f'{name}.png')))
-        Image.fromarray(idx, mode='L').save(
-            osp.join(root, 'SegmentationClassAug', f'{name}.png'))
+        Image.fromarray(
+            idx, mode='L').save(
+                osp.join(root, 'SegmentationClassAug', f'{name}.png'))
     sets = osp.join(root, 'ImageSets', 'Segmentation')
     for split, names in (('train', [VOC_NAME]), ('val', [VOC_NAME]),
                          ('aug', [flip_name])):

@@ -28,17 +28,18 @@ import torch
 from mmengine.config import Config
 
 from mmseg_wsbcn.apis import init_model
-from mmseg_wsbcn.cli import OneLineErrorParser, ToolError, compare_checkpoint
-from mmseg_wsbcn.cli.quiet import hide_known_warnings
 from mmseg_wsbcn.deploy import count_layers, fold_bcn_ws
 from mmseg_wsbcn.deploy.export import (DEFAULT_OPSET, SUPPORTED_OPSETS,
                                        SegLogits, export_onnx,
                                        preprocess_image, preprocess_meta)
+from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
+from mmseg_wsbcn.launch.quiet import hide_known_warnings
+from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.state_dict import compare_checkpoint
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_IMAGE = osp.join(
-    'demo', 'data', 'cityscapes_mini', 'leftImg8bit', 'val', 'frankfurt',
-    'frankfurt_000000_000294_leftImg8bit.png')
+DEMO_IMAGE = osp.join('demo', 'data', 'cityscapes_mini', 'leftImg8bit', 'val',
+                      'frankfurt', 'frankfurt_000000_000294_leftImg8bit.png')
 MAX_ABS_DIFF = 1e-4
 MIN_AGREEMENT = 0.999
 
@@ -76,8 +77,8 @@ def parse_args(argv=None):
 
 
 def check_args(args) -> None:
-    for what, path in (('config', args.config),
-                       ('checkpoint', args.checkpoint)):
+    for what, path in (('config', args.config), ('checkpoint',
+                                                 args.checkpoint)):
         if not osp.isfile(path):
             raise ToolError(f'{what} file not found: {path}')
     if args.opset not in SUPPORTED_OPSETS:
@@ -152,9 +153,10 @@ def verify(args, cfg, reference, folded, shape) -> None:
                         f'agreement {100 * agree:.3f}% (limit '
                         f'{100 * MIN_AGREEMENT}%)')
     with torch.no_grad():
-        t_ref, t_fold, t_ort = median_times(
-            [lambda: ref_fn(image), lambda: fold_fn(image),
-             lambda: session.run(None, feed)], args.runs)
+        t_ref, t_fold, t_ort = median_times([
+            lambda: ref_fn(image), lambda: fold_fn(image),
+            lambda: session.run(None, feed)
+        ], args.runs)
     print(f'median time per image ({args.runs} interleaved runs, '
           f'{torch.get_num_threads()} threads): PyTorch unfolded '
           f'{1e3 * t_ref:.1f} ms, PyTorch folded {1e3 * t_fold:.1f} ms, '
@@ -177,16 +179,17 @@ def run(args) -> None:
     if not args.no_fold:
         report = fold_bcn_ws(model)
         print(report)
-    print('layers after folding: ' + ', '.join(
-        f'{k} {v}' for k, v in count_layers(model).items()))
+    print('layers after folding: ' +
+          ', '.join(f'{k} {v}' for k, v in count_layers(model).items()))
     shape = tuple(args.shape) if args.shape else (128, 256)
     meta = preprocess_meta(cfg.model.data_preprocessor)
     meta.update(
         input_shape=[1, 3, *shape],
         dynamic_shape=args.dynamic_shape,
         num_classes=int(model.decode_head.out_channels),
-        classes=list((getattr(model, 'dataset_meta', None)
-                      or {}).get('classes', []) or []),
+        classes=list(
+            (getattr(model, 'dataset_meta', None) or {}).get('classes', [])
+            or []),
         folded=not args.no_fold)
     export_onnx(
         model,
@@ -201,14 +204,10 @@ def run(args) -> None:
         verify(args, cfg, reference, model, shape)
 
 
+@exit_on_error('pytorch2onnx.py')
 def main(argv=None) -> int:
     hide_known_warnings()
-    args = parse_args(argv)
-    try:
-        run(args)
-    except ToolError as e:
-        print(f'pytorch2onnx.py: error: {e}', file=sys.stderr)
-        return 1
+    run(parse_args(argv))
     return 0
 
 

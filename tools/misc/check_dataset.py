@@ -20,14 +20,16 @@ from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 from prettytable import PrettyTable
 
-from mmseg_wsbcn.cli import OneLineErrorParser, ToolError, prepare_config
-from mmseg_wsbcn.cli.config import iter_dataset_cfgs
-from mmseg_wsbcn.cli.quiet import hide_known_warnings
-from mmseg_wsbcn.datasets.sample_checks import SampleProblem, check_sample
 from mmseg_wsbcn.evaluation.errors import EvaluationInputError
 from mmseg_wsbcn.evaluation.ground_truth import (build_label_loader,
                                                  build_seg_dataset, data_infos,
                                                  load_label)
+from mmseg_wsbcn.launch import (OneLineErrorParser, exit_on_error,
+                                prepare_config)
+from mmseg_wsbcn.launch.config import iter_dataset_cfgs
+from mmseg_wsbcn.launch.quiet import hide_known_warnings
+from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.sample_checks import SampleProblem, check_sample
 
 PROG = 'check_dataset.py'
 
@@ -49,8 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check(dataset_cfg: dict) -> Tuple[List[SampleProblem], np.ndarray,
-                                      List[str], int]:
+def check(dataset_cfg: dict
+          ) -> Tuple[List[SampleProblem], np.ndarray, List[str], int]:
     """Check one dataset; returns (problems, pixels per class, classes,
     number of pairs)."""
     dataset = build_seg_dataset(dataset_cfg)
@@ -74,8 +76,9 @@ def check(dataset_cfg: dict) -> Tuple[List[SampleProblem], np.ndarray,
                                      len(classes), ignore)
         except EvaluationInputError as e:
             problems.append(
-                SampleProblem(info.get('seg_map_path') or info['img_path'],
-                              'undecodable', str(e)))
+                SampleProblem(
+                    info.get('seg_map_path') or info['img_path'],
+                    'undecodable', str(e)))
         for label in labels:
             valid = label[label < len(classes)]
             counts += np.bincount(valid.ravel(), minlength=len(classes))
@@ -84,22 +87,19 @@ def check(dataset_cfg: dict) -> Tuple[List[SampleProblem], np.ndarray,
     return problems, counts, classes, len(infos)
 
 
+@exit_on_error(PROG)
 def main(argv=None) -> None:
     hide_known_warnings()
     args = parse_args(argv)
-    try:
-        cfg = prepare_config(args.config, 'test', None, args.cfg_options)
-        loader = cfg.get(f'{args.split}_dataloader')
-        if not loader:
-            raise ToolError(f"the config has no {args.split}_dataloader; "
-                            'choose --split train, val or test')
-        results = [
-            check(d) for _, d in iter_dataset_cfgs(loader['dataset'], '')
-            if not d.get('datasets') and not isinstance(
-                d.get('dataset'), dict)
-        ]
-    except (ToolError, EvaluationInputError) as e:
-        sys.exit(f'{PROG}: error: {e}')
+    cfg = prepare_config(args.config, 'test', None, args.cfg_options)
+    loader = cfg.get(f'{args.split}_dataloader')
+    if not loader:
+        raise ToolError(f"the config has no {args.split}_dataloader; "
+                        'choose --split train, val or test')
+    results = [
+        check(d) for _, d in iter_dataset_cfgs(loader['dataset'], '')
+        if not d.get('datasets') and not isinstance(d.get('dataset'), dict)
+    ]
     problems = [p for r in results for p in r[0]]
     table = PrettyTable(['Class', 'Pixels', '%'])
     classes = results[0][2]

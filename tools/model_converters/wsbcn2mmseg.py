@@ -13,17 +13,16 @@ It prints the layout it detected and the backbone config the weights need
 ``meta``. On any problem it exits with one line and writes no file.
 """
 import argparse
-import os
 import os.path as osp
-import sys
 import time
 
 import torch
 
-from mmseg_wsbcn.cli import OneLineErrorParser
+from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
 from mmseg_wsbcn.models.utils.ckpt_convert import (ConversionError,
                                                    convert_wsbcn_state_dict,
                                                    unwrap_state_dict)
+from mmseg_wsbcn.utils.atomic import atomic_path
 from mmseg_wsbcn.utils.errors import first_sentence
 
 PROG = 'wsbcn2mmseg.py'
@@ -61,16 +60,10 @@ def _reason(exc: Exception) -> str:
 
 
 def save(obj: dict, dst: str) -> None:
-    """Write ``obj`` to ``dst`` through a temporary file, so that ``dst``
-    is either complete or absent."""
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.tmp'
-    try:
+    """Write ``obj`` to ``dst`` atomically, so that ``dst`` is either
+    complete or absent."""
+    with atomic_path(dst) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def _as_config(value) -> str:
@@ -81,6 +74,7 @@ def _as_config(value) -> str:
     return repr(value)
 
 
+@exit_on_error(PROG)
 def main(argv=None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
@@ -91,7 +85,7 @@ def main(argv=None) -> None:
         state_dict, layout = convert_wsbcn_state_dict(
             unwrap_state_dict(load(args.src)))
     except ConversionError as e:
-        sys.exit(f'{PROG}: error: {args.src}: {e}')
+        raise ConversionError(f'{args.src}: {e}') from e
     backbone = layout.backbone_cfg()
     meta = dict(
         wsbcn_converter=dict(

@@ -1,41 +1,25 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """Log which conv and norm layers a model is really built with."""
 from collections import Counter, OrderedDict
-from typing import Dict, List
+from typing import Dict
 
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...models.layers import BCN, WSConv2d
+from ...models.layers import named_layers
 
 #: Parts of a segmentor summarized separately (others go to ``other``).
 PARTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head')
 
 
-def _kind(module: nn.Module) -> str:
-    """A short description of a conv or norm layer, '' for anything else."""
-    if isinstance(module, WSConv2d):
-        return f'WSConv2d(mode={module.mode})'
-    if isinstance(module, BCN):
-        form = 'estimated' if module.estimate else 'batch'
-        return f'BCN(G={module.num_groups}, {form} stats)'
-    if isinstance(module, nn.GroupNorm):
-        return f'GroupNorm(G={module.num_groups})'
-    if isinstance(module, _BatchNorm):
-        return type(module).__name__
-    if isinstance(module, nn.Conv2d):
-        return 'Conv2d'
-    return ''
-
-
 def summarize_layers(model: nn.Module) -> Dict[str, Counter]:
     """Count conv and norm layer kinds per part of a segmentor.
 
-    A BCN's batch-step submodule (``pbn``) is part of its BCN and is not
-    counted on its own.
+    The layers and their kinds (summaries) are those of
+    :func:`~mmseg_wsbcn.models.layers.named_layers`: a BCN's batch-step
+    submodule (``pbn``) is part of its BCN and is not counted on its own.
 
     Args:
         model (nn.Module): A segmentor (or any module).
@@ -45,17 +29,9 @@ def summarize_layers(model: nn.Module) -> Dict[str, Counter]:
         parts in :data:`PARTS` that exist, plus ``'other'``.
     """
     summary: Dict[str, Counter] = OrderedDict()
-    inside_bcn: List[str] = []
-    for name, module in model.named_modules():
-        if inside_bcn and name.startswith(inside_bcn[-1] + '.'):
-            continue
-        if isinstance(module, BCN):
-            inside_bcn.append(name)
-        kind = _kind(module)
-        if not kind:
-            continue
+    for name, _, kind in named_layers(model):
         part = name.split('.')[0] if name.split('.')[0] in PARTS else 'other'
-        summary.setdefault(part, Counter())[kind] += 1
+        summary.setdefault(part, Counter())[kind.summary] += 1
     return summary
 
 

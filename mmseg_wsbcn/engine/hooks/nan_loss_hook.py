@@ -20,6 +20,8 @@ from mmengine.dist import all_gather_object, all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from ...utils.errors import OneLineError
+
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
 
@@ -53,6 +55,11 @@ def non_finite_losses(outputs: Optional[Dict]) -> Dict[str, float]:
         if value is not None and not math.isfinite(value):
             bad[name] = value
     return bad
+
+
+class NonFiniteLossError(OneLineError, FloatingPointError):
+    """A loss became NaN or infinite; the message names the iteration and
+    the values."""
 
 
 @HOOKS.register_module()
@@ -110,7 +117,7 @@ class StopOnNonFiniteLossHook(Hook):
             per_rank = [bad]
         else:
             return
-        raise FloatingPointError(self._message(runner, per_rank))
+        raise NonFiniteLossError(self._message(runner, per_rank))
 
     @staticmethod
     def _message(runner, per_rank: Sequence[Dict[str, float]]) -> str:

@@ -51,7 +51,7 @@ autograd); both tiers (``impl``) compute it in the closed form of
 backward pass: the eager tier in eager PyTorch, the fused tier
 (:mod:`.bcn_compiled`) with its stages compiled by ``torch.compile``.
 """
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -59,8 +59,11 @@ from mmengine.dist import get_world_size
 from mmengine.registry import MODELS
 from torch import Tensor
 
+from ...utils.errors import LayerArgumentError
 from .bcn_compiled import FUSED, IMPLS, select_impl
 from .bcn_function import BCNFunction
+from .channel_affine import ChannelAffine, batch_norm_affine
+from .layer_kind import LayerKind
 
 
 def _empty_output(x: Tensor, *params: Optional[Tensor]) -> Tensor:
@@ -125,8 +128,8 @@ def batch_channel_norm(input: Tensor,
     mode = 'eval' if not training else ('estimate' if estimate else 'batch')
     if input.size(0) == 0 and not distributed:
         return _empty_output(input, weight, bias, batch_weight, batch_bias)
-    args = (weight, bias, batch_weight, batch_bias, running_mean,
-            running_var, num_groups, mode, momentum, eps, distributed)
+    args = (weight, bias, batch_weight, batch_bias, running_mean, running_var,
+            num_groups, mode, momentum, eps, distributed)
     if select_impl(impl, input) == 'eager':
         return BCNFunction.apply(input, *args, None)
     # the compiled stages see (N, C, H * W): a view for contiguous and
@@ -141,8 +144,8 @@ def _check_args(num_features, num_groups, eps, momentum, estimate, sync,
     """Validate :class:`BCN`'s arguments, naming the culprit."""
 
     def check_type(name, value, types, what):
-        if isinstance(value, bool) != (types is bool) or not isinstance(
-                value, types):
+        if isinstance(value,
+                      bool) != (types is bool) or not isinstance(value, types):
             raise TypeError(f'BCN: {name} must be {what}, got {value!r} '
                             f'({type(value).__name__})')
 
@@ -150,21 +153,24 @@ def _check_args(num_features, num_groups, eps, momentum, estimate, sync,
                                                          num_groups)):
         check_type(name, value, int, 'an int')
         if value <= 0:
-            raise ValueError(f'BCN: {name} must be a positive int, got '
-                             f'{value}')
+            raise LayerArgumentError(
+                f'BCN: {name} must be a positive int, got '
+                f'{value}')
     if num_features % num_groups != 0:
-        raise ValueError(f'BCN: num_groups={num_groups} must divide '
-                         f'num_features={num_features}')
+        raise LayerArgumentError(f'BCN: num_groups={num_groups} must divide '
+                                 f'num_features={num_features}')
     for name, value in (('eps', eps), ('momentum', momentum)):
         check_type(name, value, (int, float), 'a float')
     if not eps > 0:
-        raise ValueError(f'BCN: eps must be > 0, got {eps}')
+        raise LayerArgumentError(f'BCN: eps must be > 0, got {eps}')
     if not 0 <= momentum <= 1:
-        raise ValueError(f'BCN: momentum must be in [0, 1], got {momentum}')
+        raise LayerArgumentError(
+            f'BCN: momentum must be in [0, 1], got {momentum}')
     for name, value in (('estimate', estimate), ('sync', sync)):
         check_type(name, value, bool, 'a bool')
     if impl not in IMPLS:
-        raise ValueError(f'BCN: impl must be one of {IMPLS}, got {impl!r}')
+        raise LayerArgumentError(
+            f'BCN: impl must be one of {IMPLS}, got {impl!r}')
 
 
 class _BatchStep(nn.BatchNorm2d):
@@ -314,11 +320,12 @@ class BCN(nn.GroupNorm):
                 tracked.add_(1)
             if momentum is None:  # cumulative moving average, as BatchNorm
                 momentum = 1.0 / float(tracked)
-        return batch_channel_norm(
-            input, self.num_groups, pbn.running_mean, pbn.running_var,
-            self.weight, self.bias, pbn.weight, pbn.bias, training,
-            self.estimate, 0.0 if momentum is None else momentum, self.eps,
-            self.sync, self.impl)
+        return batch_channel_norm(input, self.num_groups, pbn.running_mean,
+                                  pbn.running_var, self.weight, self.bias,
+                                  pbn.weight, pbn.bias, training,
+                                  self.estimate,
+                                  0.0 if momentum is None else momentum,
+                                  self.eps, self.sync, self.impl)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys,
@@ -327,12 +334,77 @@ class BCN(nn.GroupNorm):
         for name in ('weight', 'bias'):
             key = prefix + name
             value = state_dict.get(key)
-            if (isinstance(value, Tensor)
-                    and tuple(value.shape) == (1, self.num_groups, 1)):
-                state_dict[key] = value.reshape(self.num_groups)
+            shape = getattr(self, name).shape
+            if isinstance(value, Tensor) and self.accepts_checkpoint_shape(
+                    name, value.shape, shape):
+                state_dict[key] = value.reshape(shape)
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
+
+    # -- the layer protocol (layer_kind.py) ------------------------------
+    def layer_kind(self) -> LayerKind:
+        """``LayerKind('norm', 'bcn', 'BCN(G=32, estimated stats)')`` (or
+        ``batch stats`` when not ``estimate``)."""
+        form = 'estimated' if self.estimate else 'batch'
+        return LayerKind('norm', 'bcn',
+                         f'BCN(G={self.num_groups}, {form} stats)')
+
+    def inner_modules(self) -> Tuple[nn.Module, ...]:
+        """``(pbn, )``: the batch step is part of the layer."""
+        return (self.pbn, )
+
+    def split_eval_affine(self) -> Tuple[Tensor, Tensor, nn.GroupNorm]:
+        """The layer in eval as ``rest(x * scale + shift)``.
+
+        Returns:
+            tuple[Tensor, Tensor, nn.GroupNorm]: The batch step's
+            per-channel ``scale = gamma / sqrt(v + eps)`` and ``shift =
+            beta - scale * m`` (float64, ``(C,)``), and ``rest``: the
+            channel step and group affine as ``nn.GroupNorm(G, C)``, whose
+            per-channel affine is the group affine repeated ``C / G``
+            times (eval mode).
+        """
+        scale, shift = batch_norm_affine(self.pbn)
+        repeats = self.num_channels // self.num_groups
+        weight, bias = self.weight.detach(), self.bias.detach()
+        gn = nn.GroupNorm(
+            self.num_groups,
+            self.num_channels,
+            eps=self.eps,
+            device=weight.device,
+            dtype=weight.dtype)
+        with torch.no_grad():
+            gn.weight.copy_(weight.reshape(-1).repeat_interleave(repeats))
+            gn.bias.copy_(bias.reshape(-1).repeat_interleave(repeats))
+        return scale, shift, gn.eval()
+
+    def eval_form(self) -> nn.Sequential:
+        """The layer in eval as ``Sequential(ChannelAffine, GroupNorm)``
+        (see :meth:`split_eval_affine`; the affine in the layer's dtype).
+        """
+        scale, shift, gn = self.split_eval_affine()
+        dtype = self.weight.dtype
+        return nn.Sequential(
+            ChannelAffine(scale.to(dtype), shift.to(dtype)), gn).eval()
+
+    def accepts_checkpoint_shape(self, name: str, ckpt_shape: Sequence[int],
+                                 model_shape: Sequence[int]) -> bool:
+        """Whether loading converts ``name`` of ``ckpt_shape``: the group
+        affine (``weight``, ``bias``, ``(G,)``) in the authors' ``(1, G,
+        1)``.
+
+        Args:
+            name (str): The tensor's name in this layer.
+            ckpt_shape (Sequence[int]): Its shape in the checkpoint.
+            model_shape (Sequence[int]): Its shape in this layer.
+
+        Returns:
+            bool: True when the loader reshapes it.
+        """
+        g = self.num_groups
+        return (name in ('weight', 'bias') and tuple(ckpt_shape) == (1, g, 1)
+                and tuple(model_shape) == (g, ))
 
     def extra_repr(self) -> str:
         return (f'{self.num_channels}, num_groups={self.num_groups}, '

@@ -112,7 +112,7 @@ def select_impl(impl: str, x: Tensor) -> str:
     """
     if impl == 'auto' and not (x.is_cuda and _triton_available()):
         return 'eager'
-    if (impl == 'eager' or FUSED.state['failed'] is not None
-            or x.size(0) == 0 or min(x.shape[2:]) <= 1):
+    if (impl == 'eager' or FUSED.state['failed'] is not None or x.size(0) == 0
+            or min(x.shape[2:]) <= 1):
         return 'eager'
     return 'compile'

@@ -55,9 +55,8 @@ def _spatial(x: Tensor) -> Tuple[int, ...]:
 
 
 def bcn_reference(x: Tensor, weight: OptTensor, bias: OptTensor,
-                  batch_weight: OptTensor, batch_bias: OptTensor,
-                  mean: Tensor, var: Tensor, num_groups: int, mode: str,
-                  momentum: float,
+                  batch_weight: OptTensor, batch_bias: OptTensor, mean: Tensor,
+                  var: Tensor, num_groups: int, mode: str, momentum: float,
                   eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """BCN as the paper writes it: batch step, channel step, group affine.
 
@@ -183,13 +182,12 @@ def coefficients_backward(dA: Tensor, dD: Tensor, m: Tensor, v: Tensor,
 # keep the image size out of the compiler's shape relations with ``C``.
 def moments_stage(x: Tensor) -> Tuple[Tensor, Tensor]:
     """Per-``(sample, channel)`` mean and biased variance, ``(N, C)``."""
-    v, m = torch.var_mean(x.to(stat_dtype(x)), dim=_spatial(x),
-                          correction=0)
+    v, m = torch.var_mean(x.to(stat_dtype(x)), dim=_spatial(x), correction=0)
     return m, v
 
 
-def normalize_stage(x: Tensor, m: Tensor, v: Tensor, mean: Tensor,
-                    var: Tensor, weight: OptTensor, bias: OptTensor,
+def normalize_stage(x: Tensor, m: Tensor, v: Tensor, mean: Tensor, var: Tensor,
+                    weight: OptTensor, bias: OptTensor,
                     batch_weight: OptTensor, batch_bias: OptTensor,
                     num_groups: int, eps: float) -> Tensor:
     """The output ``A * (x - m) + D``, dtype and memory format of ``x``."""
@@ -230,8 +228,8 @@ def grad_stats_stage(grad: Tensor, x: Tensor, m: Tensor, v: Tensor,
                                    batch_weight, num_groups), co.A)
 
 
-def grad_input_stage(grad: Tensor, x: Tensor, m: Tensor, A: Tensor,
-                     dm: Tensor, dv: Tensor) -> Tensor:
+def grad_input_stage(grad: Tensor, x: Tensor, m: Tensor, A: Tensor, dm: Tensor,
+                     dv: Tensor) -> Tensor:
     """``dx = A g + P (x - m) + dm / hw`` with ``P = 2 dv / hw`` (from ``m =
     mean x``, ``v = mean (x - m)^2``); centred, so a large ``|m|`` costs no
     precision."""
@@ -254,8 +252,7 @@ def _native_moments(x: Tensor, eps: float) -> Tuple[Tensor, ...]:
     # the CPU kernel also takes channels-last inputs (and keeps them so)
     if not (x.is_cpu and xs.is_contiguous(memory_format=torch.channels_last)):
         xs = xs.contiguous()
-    xn, m, rstd = torch.native_group_norm(xs, None, None, n, c, h * w, c,
-                                          eps)
+    xn, m, rstd = torch.native_group_norm(xs, None, None, n, c, h * w, c, eps)
     rstd = rstd.view(n, c)
     return m.view(n, c), rstd.pow(-2).sub_(eps).clamp_min_(0), xn, rstd
 
@@ -269,8 +266,8 @@ def _strided_like(t: Tensor, like: Tensor) -> Tensor:
     """``t`` with the strides of ``like`` (a copy only if they differ)."""
     if t.stride() == like.stride():
         return t
-    return torch.empty_strided(like.shape, like.stride(), dtype=t.dtype,
-                               device=t.device).copy_(t)
+    return torch.empty_strided(
+        like.shape, like.stride(), dtype=t.dtype, device=t.device).copy_(t)
 
 
 def _statistics(m: Tensor, v: Tensor, hw: int, running_mean: Tensor,
@@ -316,8 +313,8 @@ def _statistics(m: Tensor, v: Tensor, hw: int, running_mean: Tensor,
             mean = first
             var = (second - (mean - shift).square()).clamp_min(0)
             running_mean.lerp_(mean.to(running_mean.dtype), momentum)
-            running_var.lerp_((var * count / (count - 1)).to(
-                running_var.dtype), momentum)
+            running_var.lerp_(
+                (var * count / (count - 1)).to(running_var.dtype), momentum)
         else:
             running_mean.lerp_(first.to(running_mean.dtype), momentum)
             running_var.lerp_(second.to(running_var.dtype), momentum)
@@ -347,9 +344,8 @@ class BCNFunction(Function):
                 run: Optional[Callable]) -> Tensor:
         dtype = stat_dtype(x)
         # plain tensors: the compiler keeps a Parameter's shape static
-        params = tuple(
-            None if p is None else p.detach().to(dtype)
-            for p in (weight, bias, batch_weight, batch_bias))
+        params = tuple(None if p is None else p.detach().to(dtype)
+                       for p in (weight, bias, batch_weight, batch_bias))
         hw = x.shape[2:].numel()
         with _autocast_off(x.device.type):
             if run is None:
@@ -377,8 +373,7 @@ class BCNFunction(Function):
         ctx.save_for_backward(x, m, v, mean, var, *params)
         ctx.config = (num_groups, mode, sync, eps, hw, count, run,
                       tuple(None if p is None else p.dtype
-                            for p in (weight, bias, batch_weight,
-                                      batch_bias)))
+                            for p in (weight, bias, batch_weight, batch_bias)))
         return out
 
     @staticmethod
@@ -392,8 +387,8 @@ class BCNFunction(Function):
         with _autocast_off(x.device.type):
             run = run or _call
             dm, dv, dmean, dvar, *grads, A = run(grad_stats_stage, grad, x, m,
-                                                 v, mean, var, *params,
-                                                 groups, eps)
+                                                 v, mean, var, *params, groups,
+                                                 eps)
             if mode == 'batch':
                 # mean = S1 / n and var = S2 / n - (mean - shift)^2 depend on
                 # every rank's x: all-reduce their gradients, then chain
@@ -409,6 +404,4 @@ class BCNFunction(Function):
         grads = [
             None if dt is None else g.to(dt) for g, dt in zip(grads, dtypes)
         ]
-        return (grad_x, *grads, None, None, None, None, None, None, None,
-                None)
-
+        return (grad_x, *grads, None, None, None, None, None, None, None, None)

@@ -41,6 +41,9 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 from torch.nn.common_types import _size_2_t
 
+from ...utils.errors import LayerArgumentError
+from .layer_kind import LayerKind
+
 __all__ = ['weight_standardize', 'WSConv2d']
 
 _MODES = ('std', 'var')
@@ -49,22 +52,24 @@ _MODES = ('std', 'var')
 def _check_eps_mode(eps: float, mode: str) -> None:
     """Raise ``ValueError`` for a bad ``eps`` or ``mode``."""
     if mode not in _MODES:
-        raise ValueError(f'mode must be one of {_MODES}, got mode={mode!r}')
+        raise LayerArgumentError(
+            f'mode must be one of {_MODES}, got mode={mode!r}')
     if (isinstance(eps, bool) or not isinstance(eps, (int, float))
             or not 0 < eps < math.inf):
-        raise ValueError(f'eps must be a finite number > 0, got eps={eps!r}')
+        raise LayerArgumentError(
+            f'eps must be a finite number > 0, got eps={eps!r}')
 
 
 def _check_fan_in(shape: torch.Size) -> int:
     """The fan-in ``n`` of a weight of ``shape``; ``ValueError`` when it
     is below 2 (the unbiased variance is undefined)."""
     if len(shape) < 2:
-        raise ValueError(
+        raise LayerArgumentError(
             'weight_standardize expects a weight of shape '
             f'(O, I / groups, *kernel_size), got shape {tuple(shape)}')
     n = math.prod(shape[1:])
     if n < 2:
-        raise ValueError(
+        raise LayerArgumentError(
             f'Weight Standardization needs a fan-in of at least 2 '
             f'elements per output channel, but the weight of shape '
             f'{tuple(shape)} has n = (in_channels / groups) * kh * kw = '
@@ -169,9 +174,10 @@ class _WSConv2dFunction(Function):
             w = weight.to(_calc_dtype(weight)).reshape(weight.size(0), -1)
             w_hat, mean, scale, std = _standardize_rows(w, eps, mode)
             x = x.to(cast)
-            out = F.conv2d(x, w_hat.view(weight.shape).to(cast),
-                           _cast(bias, cast), stride, padding, dilation,
-                           groups)
+            out = F.conv2d(x,
+                           w_hat.view(weight.shape).to(cast),
+                           _cast(bias,
+                                 cast), stride, padding, dilation, groups)
         ctx.save_for_backward(x, weight, mean, scale, std)
         ctx.conf = (mode, stride, padding, dilation, groups, cast, bias_dtype)
         return out
@@ -194,8 +200,9 @@ class _WSConv2dFunction(Function):
             grad_w = None
             if need_w:
                 g = g.to(w_hat.dtype).reshape(w_hat.shape)
-                k = torch.linalg.vecdot(g, w_hat, dim=1).unsqueeze(1) / (
-                    w_hat.size(1) - 1)
+                k = torch.linalg.vecdot(
+                    g, w_hat, dim=1).unsqueeze(1) / (
+                        w_hat.size(1) - 1)
                 if mode == 'std':
                     k = torch.where(std > 0, k / (scale * std), 0.)
                 g = g - g.mean(1, keepdim=True)
@@ -265,8 +272,8 @@ class WSConv2d(nn.Conv2d):
                  mode: str = 'var') -> None:
         _check_eps_mode(eps, mode)
         super().__init__(in_channels, out_channels, kernel_size, stride,
-                         padding, dilation, groups, bias, padding_mode,
-                         device, dtype)
+                         padding, dilation, groups, bias, padding_mode, device,
+                         dtype)
         _check_fan_in(self.weight.shape)
         self.eps = eps
         self.mode = mode
@@ -293,30 +300,40 @@ class WSConv2d(nn.Conv2d):
                 and not isinstance(self.padding, str)):
             padding = self.padding
             if self.padding_mode != 'zeros':
-                x = F.pad(x, self._reversed_padding_repeated_twice,
-                          mode=self.padding_mode)
+                x = F.pad(
+                    x,
+                    self._reversed_padding_repeated_twice,
+                    mode=self.padding_mode)
                 padding = (0, 0)
-            return _WSConv2dFunction.apply(x, self.weight, self.bias,
-                                           self.eps, self.mode, self.stride,
-                                           padding, self.dilation,
-                                           self.groups)
+            return _WSConv2dFunction.apply(x, self.weight, self.bias, self.eps,
+                                           self.mode, self.stride, padding,
+                                           self.dilation, self.groups)
         return self._conv_forward(
-            x, weight_standardize(self.weight, self.eps, self.mode),
-            self.bias)
+            x, weight_standardize(self.weight, self.eps, self.mode), self.bias)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, eps={self.eps}, mode={self.mode!r}'
+
+    # -- the layer protocol (layer_kind.py) ------------------------------
+    def layer_kind(self) -> LayerKind:
+        """``LayerKind('conv', 'ws_conv', 'WSConv2d(mode=var)')`` (or
+        ``mode=std``)."""
+        return LayerKind('conv', 'ws_conv', f'WSConv2d(mode={self.mode})')
+
+    def eval_form(self) -> nn.Conv2d:
+        """The plain conv of :meth:`to_conv2d` (what deployment folding
+        puts in its place)."""
+        return self.to_conv2d()
 
     def to_conv2d(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` computing the same outputs: the same
         hyper-parameters, device, dtype and ``requires_grad`` flags, a copy
         of ``W_hat`` as its weight and of the bias (hooks are not carried
         over; ``self`` is unchanged)."""
-        conv = nn.Conv2d(self.in_channels, self.out_channels,
-                         self.kernel_size, self.stride, self.padding,
-                         self.dilation, self.groups, self.bias is not None,
-                         self.padding_mode, self.weight.device,
-                         self.weight.dtype)
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size,
+                         self.stride, self.padding, self.dilation, self.groups,
+                         self.bias is not None, self.padding_mode,
+                         self.weight.device, self.weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(
                 weight_standardize(self.weight, self.eps, self.mode))

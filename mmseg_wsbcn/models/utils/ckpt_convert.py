@@ -44,6 +44,7 @@ from typing import Dict, List, Mapping, NamedTuple, Tuple
 import torch
 from torch import Tensor
 
+from ...utils.errors import OneLineError
 from ...utils.state_dict import compare_state_dicts
 
 #: Blocks per stage, by depth.
@@ -86,7 +87,7 @@ def conversion_command(converted_path: str) -> str:
     return ''
 
 
-class ConversionError(ValueError):
+class ConversionError(OneLineError, ValueError):
     """The input is not one of the authors' layouts; the message is one
     line with counts and the first offending keys."""
 
@@ -307,8 +308,8 @@ def check_keys(state_dict: Mapping[str, Tensor], layout: Layout) -> None:
     ]
     problems = []
     for what, keys in (('missing', diff.missing),
-                       ('unexpected', diff.unexpected),
-                       ('with a wrong shape', wrong)):
+                       ('unexpected', diff.unexpected), ('with a wrong shape',
+                                                         wrong)):
         if keys:
             problems.append(f'{len(keys)} {what}: {_first(keys)}')
     if problems:
@@ -326,9 +327,8 @@ def _mmseg_key(key: str, family: str) -> str:
     return key
 
 
-def convert_wsbcn_state_dict(
-        state_dict: Mapping[str, Tensor]
-) -> Tuple['OrderedDict[str, Tensor]', Layout]:
+def convert_wsbcn_state_dict(state_dict: Mapping[str, Tensor]
+                             ) -> Tuple['OrderedDict[str, Tensor]', Layout]:
     """Convert one of the authors' backbones to OpenMMLab's keys.
 
     Args:

@@ -34,9 +34,11 @@ norm cannot be told in general from the module tree, so every
 head, are always excluded (:data:`DEFAULT_EXCLUDE`); exclude the others
 (e.g. a plain conv that predicts outputs) yourself.
 
-The recursion follows mmengine's ``revert_sync_batchnorm`` (itself adapted
-from @kapily's work, pytorch/pytorch#41081) and this package's
-``fold_ws_conv``.
+What is a conv and what is a norm is :func:`~mmseg_wsbcn.models.layers.
+layer_kind`'s answer; the walk is :func:`.module_tree.replace_modules`
+(after mmengine's ``revert_sync_batchnorm``, itself adapted from @kapily's
+work, pytorch/pytorch#41081), shared with ``fold_ws_conv`` and the deploy
+fold.
 """
 import fnmatch
 import inspect
@@ -49,9 +51,10 @@ import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.logging import print_log
 from mmengine.registry import MODELS
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import BCN, WSConv2d
+from ..layers import inner_modules, layer_kind, named_layers
+from ..layers.layer_kind import BATCH_NORM_NAMES, LayerProtocol
+from .module_tree import replace_modules
 
 __all__ = ['DEFAULT_EXCLUDE', 'ConvertReport', 'convert_model']
 
@@ -150,8 +153,9 @@ def convert_model(
     1. If the name matches a pattern of :data:`DEFAULT_EXCLUDE` or
        ``exclude`` (``fnmatch`` on the dotted name, case-sensitive, where
        ``*`` also matches dots), the module and everything under it stay.
-    2. A :class:`BCN` (also a ``GroupNorm``), an instance of the target
-       conv/norm class, and an already weight-standardized conv
+    2. A norm layer of this toolkit (:class:`BCN`, also a ``GroupNorm``:
+       any norm implementing the layer protocol), an instance of the
+       target conv/norm class, and an already weight-standardized conv
        (:class:`WSConv2d`, mmcv's ``ConvWS2d``/``ConvAWS2d``) stay.
     3. An ``nn.Conv2d`` (or subclass) becomes the ``conv`` layer: same in/
        out channels, kernel size, stride, padding, dilation, groups, bias
@@ -161,8 +165,9 @@ def convert_model(
     4. A 2-D BatchNorm or a ``GroupNorm`` becomes the ``norm`` layer with
        the same channel count. From a BatchNorm, ``weight``, ``bias``,
        ``running_mean``, ``running_var`` and ``num_batches_tracked`` are
-       reused by the new layer's batch step (``pbn`` of :class:`BCN`, or
-       the layer itself when the target is a BatchNorm). ``BatchNorm1d``/
+       reused by the new layer's batch step (the first BatchNorm among its
+       ``inner_modules()``: ``pbn`` of :class:`BCN`; or the layer itself
+       when the target is a BatchNorm). ``BatchNorm1d``/
        ``3d`` are skipped (BCN is 2-D only).
 
     The new modules take the old ones' train/eval mode (``norm_eval``
@@ -234,10 +239,9 @@ def convert_model(
     norm_cls = None if norm is None else _resolve_type(norm, 'norm')
     converter = _Converter(conv, conv_cls, norm, norm_cls, patterns)
 
-    # plan: build every replacement first, so that errors change nothing
-    new_root = converter.visit(model, '')
-    for parent, child_name, new_child in converter.swaps:
-        setattr(parent, child_name, new_child)
+    # replace_modules builds every replacement before it puts the first in
+    # place, so that errors change nothing
+    new_root = replace_modules(model, converter.visit)
 
     report = converter.report
     print_log(str(report), logger=logger, level=logging.INFO)
@@ -289,23 +293,25 @@ def _resolve_type(cfg: Any, kind: str) -> type:
     return cls
 
 
-def _mmcv_sync_bn() -> Optional[type]:
-    """mmcv's ``SyncBatchNorm`` (not a ``_BatchNorm``), if mmcv has ops."""
-    try:
-        from mmcv.ops import SyncBatchNorm
-    except Exception:  # mmcv without compiled ops
-        return None
-    return SyncBatchNorm
-
-
-def _ws_conv_types() -> Tuple[type, ...]:
-    """Conv classes that already standardize their weight."""
-    types: Tuple[type, ...] = (WSConv2d, )
+def _mmcv_ws_conv_types() -> Tuple[type, ...]:
+    """mmcv's conv classes that already standardize their weight (their
+    kind is a plain ``'conv'``; the toolkit's are ``'ws_conv'``)."""
     try:
         from mmcv.cnn.bricks.conv_ws import ConvAWS2d, ConvWS2d
     except ImportError:
-        return types
-    return types + (ConvWS2d, ConvAWS2d)
+        return ()
+    return (ConvWS2d, ConvAWS2d)
+
+
+def _batch_norm_of(layer: nn.Module) -> Optional[nn.Module]:
+    """Where a layer keeps BatchNorm weights and statistics: the layer
+    itself when it is a BatchNorm, else the first BatchNorm among its
+    :func:`~mmseg_wsbcn.models.layers.inner_modules` (BCN's ``pbn``)."""
+    for module in (layer, ) + inner_modules(layer):
+        kind = layer_kind(module)
+        if kind is not None and kind.name in BATCH_NORM_NAMES:
+            return module
+    return None
 
 
 def _accepts(cls: type, name: str) -> bool:
@@ -327,9 +333,9 @@ def _all_frozen(module: nn.Module) -> bool:
 class _Converter:
     """Plans the replacements of :func:`convert_model`.
 
-    :meth:`visit` builds the new modules and records in :attr:`swaps` the
-    ``(parent, child name, new child)`` assignments that put them in
-    place, and in :attr:`report` what it did; it does not touch the model.
+    :meth:`visit` is the ``fn`` of :func:`.module_tree.replace_modules`: it
+    builds the new modules and records in :attr:`report` what it did; it
+    does not touch the model.
     """
 
     def __init__(self, conv_cfg: Optional[dict], conv_cls: Optional[type],
@@ -340,26 +346,13 @@ class _Converter:
         self.norm_cfg = norm_cfg
         self.norm_cls = norm_cls
         self.patterns = patterns
-        self.ws_types = _ws_conv_types()
-        mmcv_bn = _mmcv_sync_bn()
-        self.bn_types: Tuple[type, ...] = (_BatchNorm, ) + (
-            (mmcv_bn, ) if mmcv_bn is not None else ())
-        self.swaps: List[Tuple[nn.Module, str, nn.Module]] = []
+        self.mmcv_ws_types = _mmcv_ws_conv_types()
         self.report = ConvertReport()
-        # id of a visited module -> (that module, its result); keeps the
-        # module alive so that its id cannot be reused
-        self.memo: Dict[int, Tuple[nn.Module, nn.Module]] = {}
 
     # -- walking -------------------------------------------------------
-    def visit(self, module: nn.Module, name: str) -> nn.Module:
-        """Return what ``module`` (named ``name``) becomes."""
-        if id(module) in self.memo:
-            return self.memo[id(module)][1]
-        result = self._visit(module, name)
-        self.memo[id(module)] = (module, result)
-        return result
-
-    def _visit(self, module: nn.Module, name: str) -> nn.Module:
+    def visit(self, name: str, module: nn.Module) -> Optional[nn.Module]:
+        """What ``module`` (named ``name``) becomes: a new layer, itself
+        (kept, not looked into) or ``None`` (look into its children)."""
         kind = self._kind(module)
         if self._excluded(name):
             if kind is not None or self._has_target(module):
@@ -369,20 +362,11 @@ class _Converter:
             return self._convert_conv(module, name)
         if kind == 'norm':
             return self._convert_norm(module, name)
-        if kind is not None:  # a leaf that stays, with the reason
+        if kind is not None:  # a layer that stays, with the reason
             if kind:
                 self.report.skipped.append((name, kind))
             return module
-        # ``_modules`` rather than ``named_children()``, which skips a
-        # child registered under a second name
-        for child_name, child in list(module._modules.items()):
-            if child is None:
-                continue
-            qualified = f'{name}.{child_name}' if name else child_name
-            new_child = self.visit(child, qualified)
-            if new_child is not child:
-                self.swaps.append((module, child_name, new_child))
-        return module
+        return None
 
     def _excluded(self, name: str) -> bool:
         return any(
@@ -396,32 +380,31 @@ class _Converter:
         another string (the reason) for a leaf to keep and report, and
         ``None`` for anything else (recurse into it).
         """
-        # BCN first: it is a GroupNorm and holds a BatchNorm2d (``pbn``)
-        if isinstance(module, BCN):
-            return ''
-        if isinstance(module, nn.Conv2d):
+        kind = layer_kind(module)
+        if kind is None:
+            return None
+        if kind.role == 'conv':
             if self.conv_cls is None or isinstance(module, self.conv_cls):
                 return ''
-            if isinstance(module, self.ws_types):
+            if kind.name == 'ws_conv' or isinstance(module,
+                                                    self.mmcv_ws_types):
                 return ('already weight-standardized '
                         f'{type(module).__name__}')
             return 'conv'
-        if isinstance(module, self.bn_types + (nn.GroupNorm, )):
-            if self.norm_cls is None or isinstance(module, self.norm_cls):
-                return ''
-            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm3d)):
-                return f'{type(module).__name__} is not 2-D'
-            return 'norm'
-        return None
+        # the toolkit's own norms stay (BCN: also a GroupNorm, holding a
+        # BatchNorm2d)
+        if (self.norm_cls is None or isinstance(module, self.norm_cls)
+                or isinstance(module, LayerProtocol)):
+            return ''
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm3d)):
+            return f'{type(module).__name__} is not 2-D'
+        return 'norm'
 
     def _has_target(self, module: nn.Module) -> bool:
         """Whether ``module`` or a descendant would have been converted."""
-        kind = self._kind(module)
-        if kind is not None:
-            return kind in ('conv', 'norm')
         return any(
-            self._has_target(child) for child in module._modules.values()
-            if child is not None)
+            self._kind(layer) in ('conv', 'norm')
+            for _, layer, _ in named_layers(module))
 
     # -- building ------------------------------------------------------
     def _convert_conv(self, old: nn.Conv2d, name: str) -> nn.Module:
@@ -457,7 +440,7 @@ class _Converter:
         return new
 
     def _convert_norm(self, old: nn.Module, name: str) -> nn.Module:
-        is_bn = isinstance(old, self.bn_types)
+        is_bn = layer_kind(old).name in BATCH_NORM_NAMES
         channels = old.num_features if is_bn else old.num_channels
         cls = self.norm_cls
         cfg = dict(self.norm_cfg)
@@ -479,8 +462,8 @@ class _Converter:
         old_type, new_type = type(old).__name__, type(new).__name__
         label = f'{name or "the model"} ({old_type} -> {new_type})'
 
-        target = new.pbn if isinstance(new, BCN) else new
-        if is_bn and isinstance(target, self.bn_types):
+        target = _batch_norm_of(new)  # BCN: its batch step ``pbn``
+        if is_bn and target is not None:
             names = ('weight', 'bias') if old.affine else ()
             if old.track_running_stats:
                 names += ('running_mean', 'running_var', 'num_batches_tracked')

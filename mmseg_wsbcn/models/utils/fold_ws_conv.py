@@ -1,10 +1,11 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """Fold Weight Standardization into plain convs (the inference path)."""
-from typing import Dict, Tuple
+from typing import Optional
 
 import torch.nn as nn
 
-from ..layers import WSConv2d
+from ..layers import layer_kind
+from .module_tree import replace_modules
 
 __all__ = ['fold_ws_conv']
 
@@ -14,7 +15,9 @@ def fold_ws_conv(model: nn.Module) -> nn.Module:
 
     For inference or export: each WS conv (including subclasses) becomes
     the ``nn.Conv2d`` of :meth:`WSConv2d.to_conv2d`, so outputs are
-    unchanged and no standardization runs at test time. The model is
+    unchanged and no standardization runs at test time (in general: every
+    conv layer whose layer protocol has an ``eval_form`` becomes that, see
+    :mod:`~mmseg_wsbcn.models.layers.layer_kind`). The model is
     modified in place (recursively, through ``Sequential``, ``ModuleList``,
     ``ModuleDict`` and any other container) and returned; a WS conv that
     is shared by several parents is replaced by one shared plain conv.
@@ -33,27 +36,14 @@ def fold_ws_conv(model: nn.Module) -> nn.Module:
         >>> type(model[0]).__name__
         'Conv2d'
     """
-    return _fold(model, {})
+    return replace_modules(model, _plain_conv)
 
 
-# id of a folded WS conv -> (that WS conv, its plain conv)
-_FoldMemo = Dict[int, Tuple[nn.Module, nn.Conv2d]]
-
-
-def _fold(module: nn.Module, memo: _FoldMemo) -> nn.Module:
-    """Recursive worker of :func:`fold_ws_conv`; ``memo`` maps the id of
-    each WS conv already folded to the pair (WS conv, plain conv)."""
-    if isinstance(module, WSConv2d):
-        if id(module) not in memo:
-            # keep ``module`` alive so that its id cannot be reused
-            memo[id(module)] = (module, module.to_conv2d())
-        return memo[id(module)][1]
-    # ``_modules`` rather than ``named_children()``, which skips a child
-    # registered under a second name.
-    for name, child in list(module._modules.items()):
-        if child is None:
-            continue
-        new_child = _fold(child, memo)
-        if new_child is not child:
-            setattr(module, name, new_child)
-    return module
+def _plain_conv(name: str, module: nn.Module) -> Optional[nn.Module]:
+    """The eval form of a conv layer that has one (the layer protocol's
+    ``eval_form``: a WS conv's plain conv), else ``None``."""
+    kind = layer_kind(module)
+    eval_form = getattr(type(module), 'eval_form', None)
+    if kind is None or kind.role != 'conv' or eval_form is None:
+        return None
+    return eval_form(module)

@@ -6,6 +6,7 @@ with its local file backend's ``put``; here that write stops part-way with
 through ``custom_imports``; ``tests/data/hooks`` must be on
 ``PYTHONPATH``."""
 import errno
+import os
 
 from mmengine.fileio.backends.local_backend import LocalBackend
 
@@ -13,7 +14,9 @@ _put = LocalBackend.put
 
 
 def _put_or_fail(self, obj, filepath):
-    if 'iter_4.pth' in str(filepath):
+    # the checkpoint of iteration 4, under the temporary name it is
+    # written to (iter_4.tmp.pth) or its own
+    if os.path.basename(str(filepath)).startswith('iter_4.'):
         with open(filepath, 'wb') as part:
             part.write(bytes(obj)[:1024])
         raise OSError(errno.ENOSPC, 'No space left on device', str(filepath))

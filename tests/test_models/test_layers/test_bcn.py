@@ -2,6 +2,7 @@
 """Tests of Batch-Channel Normalization against float64 references."""
 import re
 
+import bcn_float64 as bcn64
 import pytest
 import torch
 import torch.nn as nn
@@ -22,49 +23,11 @@ from mmseg_wsbcn.models.layers.bcn import batch_channel_norm
 EPS = 1e-5
 
 
-# ----------------------------------------------------------- references
-def ref_batch_step(x, mean, var, gamma, beta, eps=EPS):
-    """Per-channel affine normalization with given statistics."""
-    shape = (1, -1, 1, 1)
-    return (gamma.view(shape) *
-            (x - mean.view(shape)) / torch.sqrt(var.view(shape) + eps) +
-            beta.view(shape))
-
-
-def ref_channel_step(y, groups, a, b, eps=EPS):
-    """Per-sample, per-group standardization, then the group affine."""
-    n, c, h, w = y.shape
-    yg = y.reshape(n, groups, -1)
-    mu = yg.mean(-1, keepdim=True)
-    var = ((yg - mu)**2).mean(-1, keepdim=True)
-    z = (yg - mu) / torch.sqrt(var + eps)
-    return (a.view(1, -1, 1) * z + b.view(1, -1, 1)).reshape(n, c, h, w)
-
-
-def per_channel(x):
-    """The values of each channel over (N, H, W), as a float64 (C, -1)."""
-    return x.detach().double().transpose(0, 1).reshape(x.size(1), -1)
-
-
-def batch_moments(x):
-    """Mean, biased and unbiased variance per channel over (N, H, W)."""
-    xc = per_channel(x)
-    mean = xc.mean(1)
-    dev = ((xc - mean[:, None])**2).sum(1)
-    return mean, dev / xc.size(1), dev / (xc.size(1) - 1)
-
-
-def second_moment(x, about):
-    """Per channel, the mean of ``(x - about) ** 2`` over (N, H, W)."""
-    return ((per_channel(x) - about.double()[:, None])**2).mean(1)
-
-
-def ref_estimates(x, mu_hat, var_hat, r):
-    """One training update of the estimated statistics at rate ``r``: the
-    batch mean and the second moment about the OLD ``mu_hat``."""
-    m = per_channel(x).mean(1)
-    s = second_moment(x, mu_hat)
-    return (1 - r) * mu_hat + r * m, (1 - r) * var_hat + r * s
+# the float64 reference (tests/helpers/bcn_float64.py)
+ref_batch_step, ref_channel_step = bcn64.batch_step, bcn64.channel_step
+ref_estimates = bcn64.estimates
+per_channel, batch_moments = bcn64.per_channel, bcn64.batch_moments
+second_moment = bcn64.second_moment
 
 
 def randomize(layer, seed=0):

@@ -19,6 +19,9 @@ import mmseg_wsbcn  # noqa: F401  (registers the layers)
 from mmseg_wsbcn.models.layers import BCN
 from mmseg_wsbcn.models.layers.bcn_compiled import FUSED
 
+# compiles a whole DeepLabv3 in three sizes
+pytestmark = pytest.mark.slow
+
 # Four stages; sizes 1 are specialized, so a stage may need a graph for
 # batch 1 (eval here) beside batch 2, and for C == G (the ResNetV1c stem's
 # 32 channels in 32 groups) beside C > G: 4 graphs at most per stage for the

@@ -21,6 +21,7 @@ import torch.multiprocessing as mp
 
 from mmseg_wsbcn.models.layers import BCN
 
+
 WORLD_SIZE = 2
 SLICES = [slice(0, 1), slice(1, 4)]  # unequal per-rank batch sizes
 EMPTY = [slice(0, 0), slice(0, 4)]  # rank 0 holds no sample
@@ -42,9 +43,13 @@ CASES = {
 }
 TIMEOUT_S = 180
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()),
-    reason='needs torch.distributed with the gloo backend')
+pytestmark = [
+    # every test here compares two gloo processes with one
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (dist.is_available() and dist.is_gloo_available()),
+        reason='needs torch.distributed with the gloo backend')
+]
 
 
 def make_inputs(seed=0):

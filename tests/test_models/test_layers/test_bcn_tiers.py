@@ -5,6 +5,7 @@ the shapes a model feeds them; empty batches; channels_last; autocast; the
 fused tier's fallback on compiler errors only."""
 import warnings
 
+import bcn_float64 as bcn64
 import pytest
 import torch
 from torch.autograd import gradcheck
@@ -14,8 +15,7 @@ from mmseg_wsbcn.models.layers.bcn import batch_channel_norm
 from mmseg_wsbcn.models.layers.bcn_compiled import (FusedStages,
                                                     is_compiler_error,
                                                     select_impl)
-from mmseg_wsbcn.models.layers.bcn_function import (BCNFunction,
-                                                    bcn_reference)
+from mmseg_wsbcn.models.layers.bcn_function import BCNFunction, bcn_reference
 
 EPS = 1e-5
 R = 0.1
@@ -23,29 +23,9 @@ MODES = ['estimate', 'batch', 'eval']
 
 
 def rederived(x, params, mode, mu0, var0):
-    """BCN in float64, written out here from the paper's three steps:
-    statistics, batch step, channel step, group affine."""
-    a, b, gamma, beta = params
-    x = x.double()
-    n, c, h, w = x.shape
-    g = a.numel()
-    per_channel = x.transpose(0, 1).reshape(c, -1)
-    if mode == 'batch':
-        mean, var = per_channel.mean(1), per_channel.var(1, unbiased=False)
-    elif mode == 'estimate':
-        xd = per_channel.detach()
-        mean = (1 - R) * mu0 + R * xd.mean(1)
-        var = (1 - R) * var0 + R * ((xd - mu0[:, None])**2).mean(1)
-    else:
-        mean, var = mu0, var0
-    y = (
-        gamma.view(1, -1, 1, 1) * (x - mean.view(1, -1, 1, 1)) /
-        torch.sqrt(var.view(1, -1, 1, 1) + EPS) + beta.view(1, -1, 1, 1))
-    yg = y.reshape(n, g, -1)
-    mu = yg.mean(2, keepdim=True)
-    sd = torch.sqrt(((yg - mu)**2).mean(2, keepdim=True) + EPS)
-    return (a.view(1, g, 1) * (yg - mu) / sd + b.view(1, g, 1)).reshape(
-        n, c, h, w)
+    """BCN in float64 from the paper's three steps (the shared reference,
+    tests/helpers/bcn_float64.py)."""
+    return bcn64.bcn(x, params, mode, mu0, var0, R, EPS)
 
 
 def make_layer(channels, groups, estimate, impl, seed=0):

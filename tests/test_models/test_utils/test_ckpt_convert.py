@@ -130,7 +130,11 @@ def test_official_layout_matches_the_authors_models(layout,
 
 
 @pytest.mark.parametrize('layout', LAYOUTS, ids=lambda lay: lay.name)
-@pytest.mark.parametrize('form', ['flat', 'module', 'wrapped'])
+@pytest.mark.parametrize('form', [
+    'flat',
+    pytest.param('module', marks=pytest.mark.slow),
+    pytest.param('wrapped', marks=pytest.mark.slow)
+])
 def test_converts_and_loads_strictly(layout, form, official_state_dict):
     source = official_state_dict(*layout)
     obj = source

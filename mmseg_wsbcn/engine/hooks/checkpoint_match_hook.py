@@ -6,7 +6,7 @@ the checkpoint lacks and tensors of another shape are logged and skipped, and
 the run goes on. For ``tools/test.py`` that turns a wrong checkpoint (a BN
 config with a BCN+WS checkpoint, say) into a low mIoU and exit code 0.
 
-:func:`~mmseg_wsbcn.utils.state_dict.compare_state_dicts` is the pure
+:func:`~mmseg_wsbcn.utils.state_dict.compare_checkpoint` is the pure
 comparison;
 :class:`CheckpointMatchHook` runs it on the checkpoint the runner is loading
 (``after_load_checkpoint``, so it works with any ``Runner``) and either stops
@@ -14,91 +14,23 @@ the run with one line (:class:`CheckpointMismatchError`) or, for an explicit
 partial load, warns once and loads only what matches.
 """
 import logging
-import re
 from collections import OrderedDict
-from typing import Callable, Iterable, Mapping, Tuple
 
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.registry import HOOKS
 
-from ..models.layers import BCN
-from ..utils.state_dict import Shape, StateDictMismatch, compare_state_dicts
-from .parser import ToolError
-
-#: MMEngine's ``Runner.load_checkpoint`` strips this prefix (a checkpoint
-#: saved from a DDP-wrapped model) before loading.
-DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
-
-
-def revise_keys(state_dict: Mapping,
-                revisions: Iterable[Tuple[str, str]] = DEFAULT_REVISE_KEYS
-                ) -> 'OrderedDict':
-    """The state dict with its keys renamed as MMEngine's loader renames
-    them (``(pattern, replacement)`` regular expressions, in order)."""
-    revised = OrderedDict(state_dict)
-    for pattern, replacement in revisions:
-        revised = OrderedDict(
-            (re.sub(pattern, replacement, k), v) for k, v in revised.items())
-    return revised
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model the weights load into: through DDP-like wrappers and TTA
-    models (``SegTTAModel.module``), as MMEngine's loader does."""
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
-    return model
-
-
-ShapeCheck = Callable[[str, Shape, Shape], bool]
-
-
-def layer_conversions(model: nn.Module) -> ShapeCheck:
-    """``shape_ok`` for :func:`compare_state_dicts`: the shape differences
-    the model's layers convert while loading.
-
-    :class:`~mmseg_wsbcn.models.layers.BCN` accepts its group affine
-    (``weight``/``bias``, ``(G,)``) in the authors' ``(1, G, 1)`` form.
-    """
-    modules = dict(model.named_modules())
-
-    def shape_ok(key: str, ckpt_shape: Shape, model_shape: Shape) -> bool:
-        owner, _, name = key.rpartition('.')
-        module = modules.get(owner)
-        return (isinstance(module, BCN) and name in ('weight', 'bias')
-                and ckpt_shape == (1, module.num_groups, 1)
-                and model_shape == (module.num_groups, ))
-
-    return shape_ok
-
-
-def checkpoint_weights(checkpoint: Mapping) -> Mapping:
-    """The state dict inside a loaded checkpoint (``checkpoint['state_dict']``
-    or the checkpoint itself), as MMEngine reads it."""
-    if 'state_dict' in checkpoint:
-        return checkpoint['state_dict']
-    return checkpoint
-
-
-def compare_checkpoint(
-    checkpoint: Mapping,
-    model: nn.Module,
-    revisions: Iterable[Tuple[str, str]] = DEFAULT_REVISE_KEYS
-) -> StateDictMismatch:
-    """Compare a loaded checkpoint with the model it is about to load into
-    (unwrapped, keys revised, layer conversions accepted)."""
-    model = unwrap_model(model)
-    state_dict = revise_keys(checkpoint_weights(checkpoint), revisions)
-    return compare_state_dicts(
-        state_dict, model.state_dict(), shape_ok=layer_conversions(model))
+from ...utils.errors import ToolError
+from ...utils.state_dict import (StateDictMismatch, checkpoint_weights,
+                                 compare_checkpoint, revise_keys, unwrap_model)
 
 
 class CheckpointMismatchError(ToolError):
     """The checkpoint's keys or shapes do not match the model."""
 
 
+@HOOKS.register_module()
 class CheckpointMatchHook(Hook):
     """Check the checkpoint the runner loads against its model.
 

@@ -1,5 +1,5 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""mmseg_wsbcn.visualization.confusion_matrix: int64 counting (mmseg
+"""mmseg_wsbcn.analysis.confusion_matrix: int64 counting (mmseg
 1.2.2's tool wraps at 256), IoUMetric's metrics from the matrix, and the
 command line (tools/analysis/confusion_matrix.py) on real tools/test.py
 --out predictions of the bundled
@@ -15,8 +15,10 @@ import torch
 from mmseg.evaluation.metrics import IoUMetric
 from PIL import Image
 
-from mmseg_wsbcn.visualization.confusion_matrix import (
-    build_dataset, confusion_matrix, dataset_confusion_matrix, matrix_metrics)
+from mmseg_wsbcn.analysis.confusion_matrix import (build_dataset,
+                                                   confusion_matrix,
+                                                   dataset_confusion_matrix,
+                                                   matrix_metrics)
 
 CONFIG = 'tests/data/configs/deeplabv3_r18-d8_bn_1xb2-tiny_cityscapes-mini-64x64.py'  # noqa: E501
 VAL_LABEL = ('demo/data/cityscapes_mini/gtFine/val/frankfurt/'
@@ -125,11 +127,11 @@ def predictions(run_tool, tmp_path_factory):
         return pred_dir, json.load(f)
 
 
-def test_command_line_reproduces_the_test_tool_metrics(
-        run_tool, predictions, tmp_path):
+def test_command_line_reproduces_the_test_tool_metrics(call_tool, predictions,
+                                                       tmp_path):
     pred_dir, test_metrics = predictions
     out = str(tmp_path / 'cm.png')
-    proc = run_tool(TOOL, CONFIG, pred_dir, '--out', out)
+    proc = call_tool(TOOL, CONFIG, pred_dir, '--out', out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (f"aAcc {test_metrics['aAcc']:.2f}  mIoU "
             f"{test_metrics['mIoU']:.2f}  mAcc {test_metrics['mAcc']:.2f}"
@@ -139,10 +141,10 @@ def test_command_line_reproduces_the_test_tool_metrics(
         assert png.format == 'PNG'
 
 
-def test_missing_prediction_is_one_line(run_tool, assert_one_line_error,
+def test_missing_prediction_is_one_line(call_tool, assert_one_line_error,
                                         tmp_path):
-    proc = run_tool(TOOL, CONFIG, str(tmp_path), '--out',
-                    str(tmp_path / 'cm.png'))
+    proc = call_tool(TOOL, CONFIG, str(tmp_path), '--out',
+                     str(tmp_path / 'cm.png'))
     assert_one_line_error(proc, 'confusion_matrix.py: error:', PRED_PATH,
                           'does not exist')
     assert not (tmp_path / 'cm.png').exists()

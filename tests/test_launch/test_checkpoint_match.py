@@ -11,11 +11,13 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseTTAModel
 
-from mmseg_wsbcn.cli import (CheckpointMatchHook, CheckpointMismatchError,
-                             ToolError, compare_checkpoint,
-                             compare_state_dicts)
-from mmseg_wsbcn.cli.checkpoint import revise_keys, unwrap_model
+from mmseg_wsbcn.engine.hooks import (CheckpointMatchHook,
+                                      CheckpointMismatchError)
 from mmseg_wsbcn.models.layers import BCN
+from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.state_dict import (compare_checkpoint,
+                                          compare_state_dicts, revise_keys,
+                                          unwrap_model)
 
 
 def bn_net(classes=4):

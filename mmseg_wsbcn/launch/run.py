@@ -7,7 +7,7 @@ changes that MMEngine 0.10.7 does not make by itself, and they are logged
 once, in plain words:
 
 - the process group is initialized with ``gloo``
-  (:func:`~mmseg_wsbcn.cli.distributed.init_cpu_distributed`);
+  (:func:`~mmseg_wsbcn.engine.dist.init_cpu_distributed`);
 - the DDP wrapper gets ``device_ids=None`` (MMEngine passes
   ``[LOCAL_RANK]``, a CUDA device);
 - ``SyncBN`` layers are built as ``BN`` (``SyncBatchNorm`` has no CPU
@@ -15,6 +15,7 @@ once, in plain words:
 
 With CUDA, or in one process, the config is used as it is.
 """
+import functools
 import sys
 from typing import Any, Callable, List, Optional
 
@@ -25,15 +26,12 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from ..datasets import DataSampleError
-from ..engine import WSBCNRunner
-from ..engine.runner import (CheckpointLoadError, CheckpointSaveError,
-                             ResumeError)
-from ..utils.errors import first_line
-from .distributed import (DEFAULT_DIST_TIMEOUT, configured_timeout,
-                          distributed_failure_message, finish_distributed,
-                          init_cpu_distributed)
-from .parser import ToolError
+from ..engine import SafeCheckpointRunner
+from ..engine.dist import (DEFAULT_DIST_TIMEOUT, configured_timeout,
+                           distributed_failure_message, finish_distributed,
+                           init_cpu_distributed)
+from ..utils.errors import (LayerArgumentError, OneLineError, ToolError,
+                            first_line, one_line_message)
 
 
 def _replace_syncbn(cfg: Any) -> int:
@@ -87,14 +85,14 @@ def adapt_to_cpu_distributed(cfg: Config) -> List[str]:
 def build_runner(cfg: Config) -> Runner:
     """Build the runner for ``cfg`` the way mmseg's tools do
     (``RUNNERS.build`` when the config sets ``runner_type``, else
-    :class:`~mmseg_wsbcn.engine.WSBCNRunner`).
+    :class:`~mmseg_wsbcn.engine.SafeCheckpointRunner`).
 
     Without CUDA, a distributed launch is first adapted by
     :func:`adapt_to_cpu_distributed`, and what changed is logged once.
 
     Args:
         cfg (Config): A config prepared by
-            :func:`~mmseg_wsbcn.cli.config.prepare_config`.
+            :func:`~mmseg_wsbcn.launch.config.prepare_config`.
 
     Returns:
         Runner: The runner, not yet started.
@@ -108,7 +106,7 @@ def build_runner(cfg: Config) -> Runner:
             logger='current')
     try:
         if 'runner_type' not in cfg:
-            return WSBCNRunner.from_cfg(cfg)
+            return SafeCheckpointRunner.from_cfg(cfg)
         return RUNNERS.build(cfg)
     except ValueError as e:
         message = model_config_error(e, cfg)
@@ -134,33 +132,55 @@ def _num_groups_keys(node: Any, where: str) -> List[str]:
 
 
 def model_config_error(exc: ValueError, cfg: Config) -> Optional[str]:
-    """One line for a model that cannot be built because a norm layer's
-    ``num_groups`` does not divide its channels (``BCN`` and
-    ``nn.GroupNorm`` raise ``ValueError``); ``None`` for other errors.
+    """One line for a model that cannot be built because a layer argument
+    is not allowed; ``None`` for other errors.
 
-    The line keeps the layer's own message and names the config keys that
-    set ``num_groups``, with their values.
+    The toolkit's layers raise
+    :class:`~mmseg_wsbcn.utils.errors.LayerArgumentError`. PyTorch's
+    ``nn.GroupNorm`` raises a plain ``ValueError`` (``num_channels must be
+    divisible by num_groups``), and the channel count is only known inside
+    the backbone's constructor, so that one case is told by its text. For
+    ``num_groups`` the line also names the config keys that set it.
     """
-    text = str(exc).strip()
-    if 'num_groups' not in text and 'divisible by num_groups' not in text:
+    text = str(exc)
+    if not isinstance(exc, LayerArgumentError) and \
+            'divisible by num_groups' not in text:
         return None
     first = first_line(exc)
-    keys = _num_groups_keys(cfg.get('model'), 'model')
-    where = f" (set by {', '.join(keys[:4])}" + (
-        ', ...)' if len(keys) > 4 else ')') if keys else ''
+    keys = _num_groups_keys(cfg.get('model'), 'model') \
+        if 'num_groups' in text else []
+    if not keys:
+        return f'cannot build the model: {first}'
+    where = f" (set by {', '.join(keys[:4])}" + (', ...)'
+                                                 if len(keys) > 4 else ')')
     return (f'cannot build the model: {first}{where}; num_groups must '
             'divide the channels of every normalized layer, e.g. 32 (or 16, '
             '8) for ResNet backbones and DeepLabv3 heads')
 
 
-def _exception_line(exc: BaseException) -> str:
-    """The exception's own message, also when a DataLoader worker re-raised
-    it (PyTorch prefixes the worker's traceback)."""
-    text = str(exc).strip()
-    marker = f'{type(exc).__name__}: '
-    if 'Original Traceback' in text and marker in text:
-        return text.rsplit(marker, 1)[1].strip().splitlines()[0]
-    return text
+def exit_on_error(prog: str) -> Callable[[Callable], Callable]:
+    """Decorate a tool's ``main``: a
+    :class:`~mmseg_wsbcn.utils.errors.OneLineError` it raises exits with
+    ``<prog>: error: <message>`` (status 1), the one way the tools report
+    one.
+
+    Example:
+        >>> @exit_on_error('train.py')
+        ... def main(argv=None): ...
+    """
+
+    def decorate(main: Callable) -> Callable:
+
+        @functools.wraps(main)
+        def wrapped(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except OneLineError as e:
+                sys.exit(f'{prog}: error: {one_line_message(e)}')
+
+        return wrapped
+
+    return decorate
 
 
 def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
@@ -168,15 +188,11 @@ def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
     """Run ``stage`` (``runner.train``/``runner.test``), then tear down the
     process group; report the expected failures in one line.
 
-    A non-finite loss (``FloatingPointError`` from
-    :class:`~mmseg_wsbcn.engine.hooks.StopOnNonFiniteLossHook`), a
-    :class:`~mmseg_wsbcn.cli.parser.ToolError` raised while running (e.g. a
-    checkpoint that does not match the model,
-    :class:`~mmseg_wsbcn.cli.checkpoint.CheckpointMatchHook`), an unreadable
-    checkpoint (:class:`~mmseg_wsbcn.engine.runner.CheckpointLoadError`) and
-    a peer that died or hangs
-    (:func:`~mmseg_wsbcn.cli.distributed.distributed_failure_message`) exit
-    with ``<prog>: error: <message>``; anything else is re-raised.
+    A :class:`~mmseg_wsbcn.utils.errors.OneLineError` raised while running
+    (a non-finite loss, a checkpoint that does not match the model or
+    cannot be read, a sample that does not load) and a peer that died or
+    hangs (:func:`~mmseg_wsbcn.engine.dist.distributed_failure_message`)
+    exit with ``<prog>: error: <message>``; anything else is re-raised.
 
     Args:
         prog (str): The tool's name for the message, e.g. ``'train.py'``.
@@ -190,12 +206,11 @@ def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
     """
     try:
         result = stage()
-    except (FloatingPointError, ToolError, CheckpointLoadError,
-            CheckpointSaveError, ResumeError, DataSampleError) as e:
+    except OneLineError as e:
         # the NaN hook stops every rank; a bad checkpoint or sample fails on
         # every rank that meets it
         finish_distributed(wait=False)
-        sys.exit(f'{prog}: error: {_exception_line(e)}')
+        sys.exit(f'{prog}: error: {one_line_message(e)}')
     except BaseException as e:
         msg = distributed_failure_message(e, cfg, where())
         finish_distributed(wait=False)

@@ -3,7 +3,8 @@
 import pytest
 from mmengine.config import Config
 
-from mmseg_wsbcn.cli import ToolError, check_checkpoint_paths, check_data_roots
+from mmseg_wsbcn.launch import check_checkpoint_paths, check_data_roots
+from mmseg_wsbcn.utils.errors import ToolError
 
 
 def test_data_root_inside_a_concat_dataset_is_checked(tmp_path):

@@ -9,8 +9,9 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
-from mmseg_wsbcn.cli import (adapt_to_cpu_distributed, distributed,
-                             distributed_failure_message)
+from mmseg_wsbcn.engine import dist as distributed
+from mmseg_wsbcn.engine.dist import distributed_failure_message
+from mmseg_wsbcn.launch import adapt_to_cpu_distributed
 
 
 def test_failure_message(monkeypatch):
@@ -61,8 +62,7 @@ def test_cpu_adaptation_is_what_it_reports(one_process_group):
         dict(
             launcher='pytorch',
             model_wrapper_cfg=dict(
-                type='MMDistributedDataParallel',
-                find_unused_parameters=True),
+                type='MMDistributedDataParallel', find_unused_parameters=True),
             model=dict(
                 backbone=dict(norm_cfg=dict(type='SyncBN')),
                 decode_head=dict(

@@ -8,7 +8,7 @@ from typing import Iterator, Optional, Tuple
 from mmengine.config import Config, ConfigDict
 
 from ..models.utils.ckpt_convert import conversion_command
-from .parser import ToolError
+from ..utils.errors import ToolError
 
 #: Which dataloaders each tool mode builds.
 _LOADERS = {
@@ -71,8 +71,7 @@ def check_checkpoint_paths(cfg: Config, mode: str) -> None:
         modules = model.get(part) or {}
         for module in (modules if isinstance(modules, list) else [modules]):
             init_cfg = module.get('init_cfg')
-            for ic in (init_cfg if isinstance(init_cfg, list) else
-                       [init_cfg]):
+            for ic in (init_cfg if isinstance(init_cfg, list) else [init_cfg]):
                 if isinstance(ic, dict) and ic.get('type') == 'Pretrained':
                     candidates.append((f'model.{part}.init_cfg.checkpoint',
                                        ic.get('checkpoint')))

@@ -1,5 +1,5 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""mmseg_wsbcn.visualization.curves on small hand-written work dirs (the
+"""mmseg_wsbcn.analysis.curves on small hand-written work dirs (the
 real-log end-to-end test is tests/test_tools/test_plot_curves.py)."""
 import json
 import os
@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from mmseg_wsbcn.visualization import (AnalysisError, config_name, load_run,
-                                       load_runs, merge_runs, place_records,
-                                       plot_curves, read_scalars, save_figure,
-                                       scalars_files)
+from mmseg_wsbcn.analysis import (AnalysisError, config_name, load_run,
+                                  load_runs, merge_runs, place_records,
+                                  plot_curves, read_scalars, save_figure,
+                                  scalars_files)
 
 
 def train(it, loss):

@@ -3,7 +3,7 @@
 (:mod:`.curves`, used by ``tools/analysis/plot_curves.py``) and the
 confusion matrix of ``tools/test.py --out`` predictions
 (:mod:`.confusion_matrix`, ``python -m
-mmseg_wsbcn.visualization.confusion_matrix``; import it from that module).
+mmseg_wsbcn.analysis.confusion_matrix``; import it from that module).
 
 Plots are ``matplotlib.figure.Figure`` objects drawn without pyplot, so no
 display and no global backend switch are involved.

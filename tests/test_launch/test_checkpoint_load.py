@@ -1,17 +1,16 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """An unreadable checkpoint named for the run (load_from, resume) is one
-line: WSBCNRunner's trusted loader raises CheckpointLoadError, and
+line: load_checkpoint_file (which SafeCheckpointRunner.load_checkpoint
+uses) raises CheckpointLoadError, and
 run_and_finish turns it (and a ToolError raised while running) into
 ``<tool>: error: ...``."""
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmseg_wsbcn.cli import ToolError, run_and_finish
-from mmseg_wsbcn.engine.runner import (CheckpointLoadError,
-                                       load_from_trusted_local,
-                                       trusted_local_checkpoints)
+from mmseg_wsbcn.engine import CheckpointLoadError, load_checkpoint_file
+from mmseg_wsbcn.launch import run_and_finish
+from mmseg_wsbcn.utils.errors import ToolError
 
 
 @pytest.fixture
@@ -29,7 +28,7 @@ def test_truncated_file_is_one_line(good, tmp_path, cut, needle):
     bad = tmp_path / 'bad.pth'
     bad.write_bytes(good.read_bytes()[:cut])
     with pytest.raises(CheckpointLoadError) as e:
-        load_from_trusted_local(str(bad))
+        load_checkpoint_file(str(bad))
     msg = str(e.value)
     assert '\n' not in msg
     assert msg.startswith(f"cannot read checkpoint '{bad}' (")
@@ -38,20 +37,14 @@ def test_truncated_file_is_one_line(good, tmp_path, cut, needle):
 
 
 def test_good_and_missing_files(good, tmp_path):
-    assert load_from_trusted_local(str(good))['meta'] == {'a': 1}
+    assert load_checkpoint_file(str(good))['meta'] == {'a': 1}
     with pytest.raises(FileNotFoundError):
-        load_from_trusted_local(str(tmp_path / 'none.pth'))
-
-
-def test_the_loader_is_the_one_mmengine_uses_inside_the_block(good):
-    with trusted_local_checkpoints():
-        loaded = CheckpointLoader.load_checkpoint(str(good))
-    assert loaded['meta'] == {'a': 1}
+        load_checkpoint_file(str(tmp_path / 'none.pth'))
 
 
 @pytest.mark.parametrize('error', [
     ToolError('checkpoint does not match'),
-    CheckpointLoadError('x.pth', 'RuntimeError: truncated'),
+    CheckpointLoadError.for_file('x.pth', 'RuntimeError: truncated'),
 ])
 def test_run_and_finish_reports_in_one_line(error):
 

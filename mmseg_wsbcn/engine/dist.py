@@ -15,7 +15,7 @@ into one line for the tools.
 """
 import datetime
 import os
-import re
+import socket
 import subprocess
 from typing import Optional
 
@@ -24,8 +24,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.dist import barrier, get_rank, get_world_size, is_distributed
 
-from ..utils.errors import first_line
-from .parser import ToolError
+from ..utils.errors import ToolError, first_line
 
 #: Seconds a collective may wait for a peer before failing (a dead rank
 #: must not hang the others forever). Override with
@@ -38,8 +37,10 @@ def _launcher_env(launcher: str) -> dict:
     environment variables (as MMEngine's ``init_dist`` reads them)."""
     env = os.environ
     if launcher == 'pytorch':
-        missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR',
-                               'MASTER_PORT') if k not in env]
+        missing = [
+            k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+            if k not in env
+        ]
         if missing:
             raise ToolError(
                 f'--launcher pytorch needs the environment variables '
@@ -91,6 +92,10 @@ def init_cpu_distributed(launcher: str, timeout: float) -> None:
         LOCAL_RANK=str(info['local_rank']),
         MASTER_ADDR=str(info['addr']),
         MASTER_PORT=str(info['port']))
+    if info['rank'] == 0 and not _port_is_free(info['addr'], info['port']):
+        raise ToolError(
+            f"port {info['port']} on {info['addr']} is already in use; pick "
+            'a free one with PORT=... (dist_train.sh) or --master_port')
     try:
         dist.init_process_group(
             backend='gloo',
@@ -98,22 +103,31 @@ def init_cpu_distributed(launcher: str, timeout: float) -> None:
             rank=info['rank'],
             world_size=info['world_size'],
             timeout=datetime.timedelta(seconds=timeout))
-    except Exception as e:  # the store raises RuntimeError/DistNetworkError
-        msg = first_line(e)
-        if 'address already in use' in str(e).lower() or \
-                'EADDRINUSE' in str(e):
-            raise ToolError(
-                f"port {info['port']} on {info['addr']} is already in use; "
-                'pick a free one with PORT=... (dist_train.sh) or '
-                '--master_port') from e
+    except (RuntimeError, ValueError) as e:  # DistError is a RuntimeError
         raise ToolError(
             f'could not initialize the gloo process group at '
             f"{info['addr']}:{info['port']} (rank {info['rank']} of "
-            f"{info['world_size']}): {msg}") from e
+            f"{info['world_size']}): {first_line(e)}") from e
 
 
-#: Lower-case fragments of the errors a collective raises when a peer
-#: process died (closed connection) or stopped responding (timeout).
+def _port_is_free(addr: str, port) -> bool:
+    """Whether rank 0 can listen on ``addr:port`` (the rendezvous store's
+    port), checked by binding it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(('' if addr in ('localhost', '127.0.0.1') else addr,
+                       int(port)))
+        except OSError:
+            return False
+    return True
+
+
+#: Lower-case fragments of gloo's errors for a peer process that died
+#: (closed connection) or stopped responding (timeout). The one place the
+#: toolkit reads a library's message text: gloo raises a bare
+#: ``RuntimeError`` for these (torch 2.13), so no type tells them apart;
+#: NCCL's and the store's errors are ``torch.distributed.DistError``.
 _PEER_FAILURE_SIGNS = ('connection closed by peer', 'connection reset',
                        'broken pipe', 'timed out', 'timeout',
                        'connection refused')
@@ -146,11 +160,12 @@ def distributed_failure_message(exc: BaseException, cfg: Config,
         return None
     text = str(exc).strip()
     dist_error = getattr(dist, 'DistError', ())
-    if not (isinstance(exc, dist_error) or any(
-            sign in text.lower() for sign in _PEER_FAILURE_SIGNS)):
+    if not (isinstance(exc, dist_error)
+            or any(sign in text.lower() for sign in _PEER_FAILURE_SIGNS)):
         return None
     first = first_line(exc)
-    first = re.sub(r'^\[[^\]]*\]\s*', '', first)  # gloo's [file.cc:line]
+    if first.startswith('['):  # gloo's [file.cc:line] prefix
+        first = first.partition('] ')[2] or first
     first = first.split('. ')[0].rstrip('.')
     timeout = configured_timeout(cfg)
     if timeout is None:  # the tools' default without CUDA, else torch's

@@ -202,8 +202,9 @@ def build_dataset(config: str,
             missing.
         EvaluationInputError: The dataset cannot be built.
     """
-    from mmseg_wsbcn.cli import ToolError, prepare_config
     from mmseg_wsbcn.evaluation import build_label_loader, build_seg_dataset
+    from mmseg_wsbcn.launch import prepare_config
+    from mmseg_wsbcn.utils.errors import ToolError
     try:
         cfg = prepare_config(config, mode='test', cfg_options=cfg_options)
     except ToolError as e:

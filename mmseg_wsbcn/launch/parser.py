@@ -1,12 +1,7 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
-"""The tools' argument parser and their one-line error type."""
+"""The tools' argument parser."""
 import argparse
 from typing import NoReturn
-
-
-class ToolError(Exception):
-    """A user-facing problem (bad path, bad value) that the tools report in
-    one line instead of a traceback."""
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -11,43 +11,48 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from mmseg_wsbcn.cli import ToolError, image_prefixes, prediction_relpath
-from mmseg_wsbcn.cli.config import check_slide_inference
-from mmseg_wsbcn.cli.outputs import (add_metric, check_output_dirs,
-                                     cityscapes_format_metric, write_label_png,
-                                     write_metrics_json)
+from mmseg_wsbcn.engine.hooks.save_predictions_hook import (image_prefixes,
+                                                            prediction_relpath,
+                                                            write_label_png)
+from mmseg_wsbcn.launch import check_slide_inference
+from mmseg_wsbcn.launch.outputs import (add_metric, check_output_dirs,
+                                        cityscapes_format_metric,
+                                        write_metrics_json)
+from mmseg_wsbcn.utils.errors import ToolError
 
 CITY = 'data/cityscapes/leftImg8bit/val'
 
 
-@pytest.mark.parametrize('img_path, prefixes, expected', [
-    (f'{CITY}/frankfurt/frankfurt_000000_000294_leftImg8bit.png',
-     [(CITY, '_leftImg8bit.png')], 'frankfurt/frankfurt_000000_000294.png'),
-    ('data/VOC2012/JPEGImages/2007_000032.jpg',
-     [('data/VOC2012/JPEGImages', '.jpg')], '2007_000032.png'),
-    # a suffix that does not match: only the extension goes
-    ('data/ade/images/validation/a.b.jpeg', [('data/ade/images', '.jpg')
-                                             ], 'validation/a.b.png'),
-    # outside every prefix: the base name
-    ('elsewhere/x_leftImg8bit.png', [(CITY, '_leftImg8bit.png')],
-     'x_leftImg8bit.png'),
-    # the longest matching prefix wins (ConcatDataset of nested roots)
-    ('d/a/b/c.png', [('d', '.png'), ('d/a', '.png')], 'b/c.png'),
-    # a prefix that is only a string prefix of the folder does not match
-    ('d/ab/c.png', [('d/a', '.png')], 'c.png'),
-])
+@pytest.mark.parametrize(
+    'img_path, prefixes, expected',
+    [
+        (f'{CITY}/frankfurt/frankfurt_000000_000294_leftImg8bit.png', [
+            (CITY, '_leftImg8bit.png')
+        ], 'frankfurt/frankfurt_000000_000294.png'),
+        ('data/VOC2012/JPEGImages/2007_000032.jpg', [
+            ('data/VOC2012/JPEGImages', '.jpg')
+        ], '2007_000032.png'),
+        # a suffix that does not match: only the extension goes
+        ('data/ade/images/validation/a.b.jpeg', [('data/ade/images', '.jpg')
+                                                 ], 'validation/a.b.png'),
+        # outside every prefix: the base name
+        ('elsewhere/x_leftImg8bit.png', [(CITY, '_leftImg8bit.png')
+                                         ], 'x_leftImg8bit.png'),
+        # the longest matching prefix wins (ConcatDataset of nested roots)
+        ('d/a/b/c.png', [('d', '.png'), ('d/a', '.png')], 'b/c.png'),
+        # a prefix that is only a string prefix of the folder does not match
+        ('d/ab/c.png', [('d/a', '.png')], 'c.png'),
+    ])
 def test_prediction_relpath(img_path, prefixes, expected):
     assert prediction_relpath(img_path, prefixes) == expected
 
 
 def test_image_prefixes_of_wrapped_datasets():
-    a = SimpleNamespace(
-        data_prefix=dict(img_path='r1/img'), img_suffix='.jpg')
+    a = SimpleNamespace(data_prefix=dict(img_path='r1/img'), img_suffix='.jpg')
     b = SimpleNamespace(
         data_prefix=dict(img_path='r2/img'), img_suffix='_x.png')
     concat = SimpleNamespace(datasets=[a, SimpleNamespace(dataset=b)])
-    assert image_prefixes(concat) == [('r1/img', '.jpg'),
-                                      ('r2/img', '_x.png')]
+    assert image_prefixes(concat) == [('r1/img', '.jpg'), ('r2/img', '_x.png')]
 
 
 def test_write_label_png_is_single_channel_uint8(tmp_path):
@@ -64,8 +69,10 @@ def test_write_label_png_is_single_channel_uint8(tmp_path):
 
 def test_metrics_json_is_plain_json(tmp_path):
     out = write_metrics_json(
-        str(tmp_path / 'ts' / 'metrics.json'),
-        {'mIoU': np.float32(54.36), 'aAcc': np.float64(92.125)},
+        str(tmp_path / 'ts' / 'metrics.json'), {
+            'mIoU': np.float32(54.36),
+            'aAcc': np.float64(92.125)
+        },
         config='c.py',
         tta=False)
     with open(out) as f:
@@ -84,9 +91,8 @@ def test_add_metric_to_a_metric_a_list_and_an_evaluator():
     extra = dict(type='CityscapesMetric')
     cfg = Config(dict(test_evaluator=dict(type='IoUMetric')))
     add_metric(cfg, extra)
-    assert [m['type'] for m in cfg.test_evaluator] == [
-        'IoUMetric', 'CityscapesMetric'
-    ]
+    assert [m['type']
+            for m in cfg.test_evaluator] == ['IoUMetric', 'CityscapesMetric']
     add_metric(cfg, dict(type='Third'))
     assert len(cfg.test_evaluator) == 3
     cfg = Config(
@@ -94,9 +100,8 @@ def test_add_metric_to_a_metric_a_list_and_an_evaluator():
             test_evaluator=dict(
                 type='Evaluator', metrics=dict(type='IoUMetric'))))
     add_metric(cfg, extra)
-    assert [m['type'] for m in cfg.test_evaluator.metrics] == [
-        'IoUMetric', 'CityscapesMetric'
-    ]
+    assert [m['type'] for m in cfg.test_evaluator.metrics
+            ] == ['IoUMetric', 'CityscapesMetric']
 
 
 def test_output_dirs_must_be_separate(tmp_path):
