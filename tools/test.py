@@ -22,12 +22,13 @@ from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
 from mmseg_wsbcn.engine.hooks import CheckpointMatchHook, SavePredictionsHook
-from mmseg_wsbcn.launch import (METRICS_FILE, OneLineErrorParser, build_runner,
-                                check_paths, check_slide_inference,
-                                exit_on_error, prepare_config, run_and_finish)
-from mmseg_wsbcn.launch.outputs import (add_metric, check_output_dirs,
-                                        cityscapes_format_metric,
-                                        write_metrics_json)
+from mmseg_wsbcn.evaluation.test_outputs import (METRICS_FILE, add_metric,
+                                                 check_output_dirs,
+                                                 cityscapes_format_metric,
+                                                 write_metrics_json)
+from mmseg_wsbcn.launch import (OneLineErrorParser, build_runner, check_paths,
+                                check_slide_inference, exit_on_error,
+                                prepare_config, run_and_finish)
 from mmseg_wsbcn.launch.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.errors import ToolError
 

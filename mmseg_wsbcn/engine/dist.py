@@ -17,7 +17,7 @@ import datetime
 import os
 import socket
 import subprocess
-from typing import Optional
+from typing import Any, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -178,6 +178,54 @@ def distributed_failure_message(exc: BaseException, cfg: Config,
             f'collective waits {timeout} for its peers, '
             f'env_cfg.dist_cfg.timeout); see the first failing rank\'s log. '
             f'{type(exc).__name__}: {first}')
+
+
+def _replace_syncbn(cfg: Any) -> int:
+    """Turn every ``norm_cfg=dict(type='SyncBN')`` into ``'BN'`` in place;
+    return how many were changed."""
+    count = 0
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+            count += 1
+        for value in cfg.values():
+            count += _replace_syncbn(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            count += _replace_syncbn(value)
+    return count
+
+
+def adapt_to_cpu_distributed(cfg: Config) -> List[str]:
+    """Make a distributed config run without CUDA, in place.
+
+    Sets up the ``gloo`` process group (unless one is running), asks for a
+    DDP wrapper with ``device_ids=None`` and builds ``SyncBN`` as ``BN``.
+
+    Args:
+        cfg (Config): A config with ``launcher`` other than ``'none'``.
+
+    Returns:
+        list[str]: What was changed, in words, for the log.
+    """
+    changes = []
+    if not is_distributed():
+        timeout = configured_timeout(cfg)
+        init_cpu_distributed(
+            cfg.launcher, DEFAULT_DIST_TIMEOUT if timeout is None else timeout)
+        changes.append('the process group uses the gloo backend')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    changes.append('DDP wraps the model with device_ids=None')
+    replaced = _replace_syncbn(cfg.model)
+    if replaced:
+        changes.append(f'{replaced} SyncBN norm_cfg entries are built as '
+                       'per-process BN (SyncBatchNorm has no CPU kernel)')
+    return changes
 
 
 def finish_distributed(wait: bool = True) -> None:

@@ -3,18 +3,14 @@
 ``tools/test.py`` share. The one-line-error argument parser, config loading
 and path checks, building MMEngine's ``Runner`` and running it to the end
 (with the one place that turns a
-:class:`~mmseg_wsbcn.utils.errors.OneLineError` into ``<tool>: error:``),
-and what ``tools/test.py`` writes (metrics JSON)."""
+:class:`~mmseg_wsbcn.utils.errors.OneLineError` into ``<tool>: error:``)."""
 from .config import (check_checkpoint_paths, check_data_roots, check_paths,
                      check_slide_inference, prepare_config)
-from .outputs import METRICS_FILE
 from .parser import OneLineErrorParser
-from .run import (adapt_to_cpu_distributed, build_runner, exit_on_error,
-                  run_and_finish)
+from .run import build_runner, exit_on_error, run_and_finish
 
 __all__ = [
     'OneLineErrorParser', 'check_checkpoint_paths', 'check_data_roots',
-    'check_paths', 'check_slide_inference', 'prepare_config',
-    'adapt_to_cpu_distributed', 'build_runner', 'exit_on_error',
-    'run_and_finish', 'METRICS_FILE'
+    'check_paths', 'check_slide_inference', 'prepare_config', 'build_runner',
+    'exit_on_error', 'run_and_finish'
 ]

@@ -7,25 +7,33 @@ package changes nothing.
 """
 import warnings
 
-#: ``UserWarning`` messages (regular expressions matched at the start).
-KNOWN_WARNINGS = (
-    # MMEngine 0.10.7 imports ``pkg_resources`` when it resolves
-    # ``mmseg::`` config paths; setuptools (< 81 for the mmcv build) warns
-    'pkg_resources is deprecated',
-    # mmseg 1.2.2, while building any model and its hooks
-    r'``build_loss`` would be deprecated',
-    r'Default ``avg_non_ignore`` is False',
-    r'The draw is False',
+#: ``(module, why)``: the modules whose ``UserWarning``s every run shows
+#: (mmseg 1.2.2, while building any model and its hooks). Filtered by the
+#: module that warns, not by the text.
+QUIET_MODULES = (
+    ('mmseg.models.builder', '``build_loss`` would be deprecated soon'),
+    ('mmseg.models.losses.cross_entropy_loss',
+     'Default ``avg_non_ignore`` is False'),
+    ('mmseg.engine.hooks.visualization_hook', 'The draw is False'),
 )
+
+#: The one warning filtered by its text: setuptools warns that
+#: ``pkg_resources is deprecated`` when MMEngine 0.10.7 resolves ``mmseg::``
+#: config paths, and attributes the warning to ``importlib`` (its
+#: ``stacklevel``), so neither its category nor its module tells it apart.
+PKG_RESOURCES_WARNING = 'pkg_resources is deprecated'
 
 
 def hide_known_warnings() -> None:
-    """Ignore :data:`KNOWN_WARNINGS` and OpenCV's own (C++) warnings, such
-    as ``PNG input buffer is incomplete``, for the rest of the process: an
+    """Ignore the warnings of :data:`QUIET_MODULES` and
+    :data:`PKG_RESOURCES_WARNING`, and OpenCV's own (C++) warnings, such as
+    ``PNG input buffer is incomplete``, for the rest of the process: an
     image that does not decode is reported by the tools themselves, with
     the file and sample named."""
-    for message in KNOWN_WARNINGS:
+    for module, _ in QUIET_MODULES:
         warnings.filterwarnings(
-            'ignore', message=message, category=UserWarning)
+            'ignore', category=UserWarning, module=module.replace('.', r'\.'))
+    warnings.filterwarnings(
+        'ignore', message=PKG_RESOURCES_WARNING, category=UserWarning)
     import cv2
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

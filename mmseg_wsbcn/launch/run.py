@@ -21,65 +21,15 @@ from typing import Any, Callable, List, Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..engine import SafeCheckpointRunner
-from ..engine.dist import (DEFAULT_DIST_TIMEOUT, configured_timeout,
-                           distributed_failure_message, finish_distributed,
-                           init_cpu_distributed)
+from ..engine.dist import (adapt_to_cpu_distributed,
+                           distributed_failure_message, finish_distributed)
 from ..utils.errors import (LayerArgumentError, OneLineError, ToolError,
                             first_line, one_line_message)
-
-
-def _replace_syncbn(cfg: Any) -> int:
-    """Turn every ``norm_cfg=dict(type='SyncBN')`` into ``'BN'`` in place;
-    return how many were changed."""
-    count = 0
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-            count += 1
-        for value in cfg.values():
-            count += _replace_syncbn(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            count += _replace_syncbn(value)
-    return count
-
-
-def adapt_to_cpu_distributed(cfg: Config) -> List[str]:
-    """Make a distributed config run without CUDA, in place.
-
-    Sets up the ``gloo`` process group (unless one is running), asks for a
-    DDP wrapper with ``device_ids=None`` and builds ``SyncBN`` as ``BN``.
-
-    Args:
-        cfg (Config): A config with ``launcher`` other than ``'none'``.
-
-    Returns:
-        list[str]: What was changed, in words, for the log.
-    """
-    changes = []
-    if not is_distributed():
-        timeout = configured_timeout(cfg)
-        init_cpu_distributed(
-            cfg.launcher, DEFAULT_DIST_TIMEOUT if timeout is None else timeout)
-        changes.append('the process group uses the gloo backend')
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
-    changes.append('DDP wraps the model with device_ids=None')
-    replaced = _replace_syncbn(cfg.model)
-    if replaced:
-        changes.append(f'{replaced} SyncBN norm_cfg entries are built as '
-                       'per-process BN (SyncBatchNorm has no CPU kernel)')
-    return changes
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -67,8 +67,8 @@ def test_hook_saves_whole_files_and_the_record(tmp_path):
         tmp_path / 'iter_4.pth', weights_only=False)['meta']['iter'] == 4
 
 
-def test_safe_runner_uses_the_atomic_hook():
-    runner = tiny_runner('work_dirs/unused', SafeCheckpointRunner)
+def test_safe_runner_uses_the_atomic_hook(tmp_path):
+    runner = tiny_runner(tmp_path, SafeCheckpointRunner)
     hooks = [type(h) for h in runner.hooks]
     assert AtomicCheckpointHook in hooks
 
@@ -110,3 +110,10 @@ def test_resume_candidates_newest_first(tmp_path):
     ]
     (tmp_path / 'last_checkpoint').write_text('')  # killed mid-write
     assert resume_candidates(work)[0] == f'{work}/iter_10.pth'
+
+
+def test_the_old_runner_name_still_builds_with_a_warning(tmp_path):
+    from mmseg_wsbcn.engine import WSBCNRunner
+    with pytest.warns(DeprecationWarning, match='SafeCheckpointRunner'):
+        runner = tiny_runner(tmp_path, WSBCNRunner)
+    assert isinstance(runner, SafeCheckpointRunner)

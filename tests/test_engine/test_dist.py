@@ -10,8 +10,8 @@ import torch.distributed as dist
 from mmengine.config import Config
 
 from mmseg_wsbcn.engine import dist as distributed
-from mmseg_wsbcn.engine.dist import distributed_failure_message
-from mmseg_wsbcn.launch import adapt_to_cpu_distributed
+from mmseg_wsbcn.engine.dist import (adapt_to_cpu_distributed,
+                                     distributed_failure_message)
 
 
 def test_failure_message(monkeypatch):

@@ -14,10 +14,10 @@ from PIL import Image
 from mmseg_wsbcn.engine.hooks.save_predictions_hook import (image_prefixes,
                                                             prediction_relpath,
                                                             write_label_png)
+from mmseg_wsbcn.evaluation.test_outputs import (add_metric, check_output_dirs,
+                                                 cityscapes_format_metric,
+                                                 write_metrics_json)
 from mmseg_wsbcn.launch import check_slide_inference
-from mmseg_wsbcn.launch.outputs import (add_metric, check_output_dirs,
-                                        cityscapes_format_metric,
-                                        write_metrics_json)
 from mmseg_wsbcn.utils.errors import ToolError
 
 CITY = 'data/cityscapes/leftImg8bit/val'

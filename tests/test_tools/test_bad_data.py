@@ -138,6 +138,7 @@ def test_full_disk_while_saving(repo_root, tmp_path, assert_one_line_error):
                       'custom_imports = dict(imports=[\'mmseg_wsbcn\', '
                       "'wsbcn_disk_full'], allow_failed_imports=False)\n"
                       'train_cfg = dict(max_iters=6, val_interval=100)\n'
+                      "runner_type = 'DiskFullRunner'\n"
                       'default_hooks = dict(checkpoint=dict(interval=2))\n')
     work_dir = str(tmp_path / 'w')
     env = dict(

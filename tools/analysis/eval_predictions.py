@@ -28,8 +28,7 @@ import numpy as np
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from mmseg_wsbcn.evaluation import (build_label_loader,
-                                    build_seg_dataset,
+from mmseg_wsbcn.evaluation import (build_label_loader, build_seg_dataset,
                                     check_cityscapes_classes, check_prediction,
                                     cityscapes_labels, data_infos,
                                     evaluate_iou, find_prediction,

@@ -18,8 +18,7 @@ logged) exits with one line. See docs/analysis.md.
 """
 import argparse
 
-from mmseg_wsbcn.analysis import (load_runs, plot_curves,
-                                  save_figure)
+from mmseg_wsbcn.analysis import load_runs, plot_curves, save_figure
 from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
 
 PROG = 'plot_curves.py'

@@ -1,26 +1,27 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """Test-only: simulate a full disk while the 4th iteration's checkpoint is
-written. MMEngine serializes a checkpoint in memory and writes the bytes
-with its local file backend's ``put``; here that write stops part-way with
-``OSError(ENOSPC)`` for that checkpoint. A test config imports this module
-through ``custom_imports``; ``tests/data/hooks`` must be on
-``PYTHONPATH``."""
+written. ``DiskFullRunner`` (registered; a test config names it in
+``runner_type`` and imports this module through ``custom_imports``;
+``tests/data/hooks`` must be on ``PYTHONPATH``) writes the first KiB of that
+checkpoint and then fails with ``OSError(ENOSPC)``, as a full disk does."""
 import errno
-import os
+import os.path as osp
 
-from mmengine.fileio.backends.local_backend import LocalBackend
+from mmengine.registry import RUNNERS
 
-_put = LocalBackend.put
-
-
-def _put_or_fail(self, obj, filepath):
-    # the checkpoint of iteration 4, under the temporary name it is
-    # written to (iter_4.tmp.pth) or its own
-    if os.path.basename(str(filepath)).startswith('iter_4.'):
-        with open(filepath, 'wb') as part:
-            part.write(bytes(obj)[:1024])
-        raise OSError(errno.ENOSPC, 'No space left on device', str(filepath))
-    return _put(self, obj, filepath)
+from mmseg_wsbcn.engine import SafeCheckpointRunner
 
 
-LocalBackend.put = _put_or_fail
+@RUNNERS.register_module()
+class DiskFullRunner(SafeCheckpointRunner):
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+        # iteration 4's checkpoint, under the temporary name it is written
+        # to (iter_4.tmp.pth) or its own
+        if not filename.startswith('iter_4.'):
+            return super().save_checkpoint(out_dir, filename, *args,
+                                           **kwargs)
+        path = osp.join(out_dir, filename)
+        with open(path, 'wb') as part:
+            part.write(b'\0' * 1024)
+        raise OSError(errno.ENOSPC, 'No space left on device', path)

@@ -21,7 +21,6 @@ import torch.multiprocessing as mp
 
 from mmseg_wsbcn.models.layers import BCN
 
-
 WORLD_SIZE = 2
 SLICES = [slice(0, 1), slice(1, 4)]  # unequal per-rank batch sizes
 EMPTY = [slice(0, 0), slice(0, 4)]  # rank 0 holds no sample
