@@ -35,14 +35,16 @@ import json
 import logging
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
+from common import add_timing_arguments, apply_timing_arguments
+
+from mmseg_wsbcn.utils.timing import interleaved_medians
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ('bn', 'gn', 'gn-ws', 'bcn-ws', 'bcnbatch-ws')
@@ -115,29 +117,6 @@ def make_batch(crop: Sequence[int], batch: int, num_classes: int = 19):
         sample.gt_sem_seg = PixelData(data=label)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def interleaved(steps: Dict[str, Callable[[], object]], warmup: int,
-                repeats: int, device: torch.device) -> Dict[str, float]:
-    """Median seconds per step of each callable, interleaved."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times: Dict[str, List[float]] = {name: [] for name in steps}
-    order = list(steps.items())
-    for i in range(repeats):
-        for name, step in order if i % 2 == 0 else order[::-1]:
-            _sync(device)
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _train_step(model, wrapper, data):
@@ -293,18 +272,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=[256, 256],
         metavar=('H', 'W'),
         help='input crop (default 256 256)')
-    parser.add_argument('--batch', type=int, default=2, help='batch size')
-    parser.add_argument(
-        '--repeats', type=int, default=5, help='timed steps per variant')
-    parser.add_argument(
-        '--warmup', type=int, default=2, help='untimed steps per variant')
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help="torch intra-op threads (default: torch's own choice)")
-    parser.add_argument(
-        '--device', default='cpu', help="'cpu' (default) or e.g. 'cuda'")
+    add_timing_arguments(parser, repeats=5, warmup=2, what='variant')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -360,12 +328,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    device = apply_timing_arguments(args)
     if args.memory_of is not None:
         print(memory_of(args.memory_of, args))
         return
-    device = torch.device(args.device)
     print(f'torch {torch.__version__}, device {device}, '
           f'{torch.get_num_threads()} threads, crop {args.crop}, batch '
           f'{args.batch}, {args.warmup} warm-up + {args.repeats} timed '
@@ -375,12 +341,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         v: build(v, args.crop, device, args.impl, args.amp)
         for v in args.variants
     }
-    train = interleaved(
+    train = interleaved_medians(
         {
             v: _train_step(m, w, data)
             for v, (m, w) in models.items()
         }, args.warmup, args.repeats, device)
-    evals = interleaved(
+    evals = interleaved_medians(
         {
             v: _eval_step(m, data)
             for v, (m, _) in models.items()

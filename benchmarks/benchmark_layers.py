@@ -45,17 +45,18 @@ Example::
     python benchmarks/benchmark_layers.py --shapes s1 --layers norm
 """
 import argparse
-import statistics
-import time
+import functools
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from common import add_timing_arguments, apply_timing_arguments
 from mmcv.cnn.bricks.conv_ws import ConvWS2d
 from torch import Tensor
 from torch.nn.parameter import Parameter
 
 from mmseg_wsbcn.models.layers import BCN, WSConv2d, weight_standardize
+from mmseg_wsbcn.utils.timing import interleaved_medians
 
 GROUPS = 32
 
@@ -175,21 +176,9 @@ class Fn(nn.Module):
 
 
 # ------------------------------------------------------------ timing
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def _step(layer: nn.Module, x: Tensor, grad: Tensor,
-          device: torch.device) -> float:
-    """One forward + backward of ``layer``; returns seconds."""
-    layer.zero_grad(set_to_none=True)
-    x.grad = None
-    _sync(device)
-    start = time.perf_counter()
+def _step(layer: nn.Module, x: Tensor, grad: Tensor) -> None:
+    """One forward + backward of ``layer``."""
     layer(x).backward(grad)
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def time_group(layers: Dict[str, nn.Module], x: Tensor, grad: Tensor,
@@ -210,19 +199,18 @@ def time_group(layers: Dict[str, nn.Module], x: Tensor, grad: Tensor,
     Returns:
         dict[str, float]: Median time in ms per layer name.
     """
-    times: Dict[str, List[float]] = {name: [] for name in layers}
-    for _ in range(warmup):
-        for layer in layers.values():
-            _step(layer, x, grad, x.device)
-    order = list(layers.items())
-    for i in range(repeats):
-        # alternate the order, so that no layer always follows the same one
-        for name, layer in order if i % 2 == 0 else order[::-1]:
-            times[name].append(_step(layer, x, grad, x.device))
-    return {
-        name: 1e3 * statistics.median(values)
-        for name, values in times.items()
+
+    def clear(name: str) -> None:
+        layers[name].zero_grad(set_to_none=True)
+        x.grad = None
+
+    steps = {
+        name: functools.partial(_step, layer, x, grad)
+        for name, layer in layers.items()
     }
+    seconds = interleaved_medians(
+        steps, warmup, repeats, x.device, setup=clear)
+    return {name: 1e3 * t for name, t in seconds.items()}
 
 
 # ------------------------------------------------------------ rows
@@ -330,23 +318,13 @@ def _bcn_name(estimate: bool, impl: str) -> str:
 def time_forward(layers: Dict[str, nn.Module], x: Tensor, warmup: int,
                  repeats: int) -> Dict[str, float]:
     """Median milliseconds of an eval forward (no grad), interleaved."""
-    times: Dict[str, List[float]] = {name: [] for name in layers}
-    with torch.no_grad():
-        for _ in range(warmup):
-            for layer in layers.values():
-                layer(x)
-        order = list(layers.items())
-        for i in range(repeats):
-            for name, layer in order if i % 2 == 0 else order[::-1]:
-                _sync(x.device)
-                start = time.perf_counter()
-                layer(x)
-                _sync(x.device)
-                times[name].append(time.perf_counter() - start)
-    return {
-        name: 1e3 * statistics.median(values)
-        for name, values in times.items()
+    steps = {
+        name: functools.partial(layer, x)
+        for name, layer in layers.items()
     }
+    with torch.no_grad():
+        seconds = interleaved_medians(steps, warmup, repeats, x.device)
+    return {name: 1e3 * t for name, t in seconds.items()}
 
 
 def eval_rows(shape: str, batch: int, device: torch.device, warmup: int,
@@ -417,15 +395,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Forward + backward time of WSConv2d and BCN against '
         'their baselines at ResNet-50 stage shapes.')
-    parser.add_argument(
-        '--repeats', type=int, default=20, help='timed steps per layer')
-    parser.add_argument(
-        '--warmup', type=int, default=3, help='untimed steps per layer')
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help='torch intra-op threads (default: torch\'s own choice)')
+    add_timing_arguments(parser, repeats=20, warmup=3, what='layer')
     parser.add_argument(
         '--shapes',
         nargs='+',
@@ -447,17 +417,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=('eager', ),
         help="BCN's tiers to time (default: eager; 'compile' is the fused "
         'tier, torch.compile)')
-    parser.add_argument('--batch', type=int, default=2, help='batch size')
-    parser.add_argument(
-        '--device', default='cpu', help="'cpu' (default) or e.g. 'cuda'")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = apply_timing_arguments(args)
     print(f'torch {torch.__version__}, device {device}, '
           f'{torch.get_num_threads()} threads, batch {args.batch}, '
           f'{args.warmup} warmup + {args.repeats} timed steps, '

@@ -86,7 +86,7 @@ def dataset_confusion_matrix(dataset,
 
     Predictions are found and checked exactly as
     ``tools/analysis/eval_predictions.py`` does
-    (:mod:`mmseg_wsbcn.evaluation`):
+    (:func:`mmseg_wsbcn.evaluation.prediction_label_pairs`):
     ``pred_dir/<image path relative to the image folder, minus
     img_suffix><pred_suffix>`` (the layout of ``tools/test.py --out``) or a
     flat folder; a single-channel image of class indices at the label's
@@ -109,29 +109,16 @@ def dataset_confusion_matrix(dataset,
         EvaluationInputError: A prediction is missing, unreadable, of the
             wrong size or holds values outside the classes.
     """
-    from mmseg_wsbcn.evaluation import (check_prediction, data_infos,
-                                        find_prediction, flat_name_counts,
-                                        load_label, prediction_stem,
-                                        read_prediction)
+    from mmseg_wsbcn.evaluation import prediction_label_pairs
 
     if not osp.isdir(pred_dir):
         raise AnalysisError(f"prediction folder '{pred_dir}' does not exist")
     n = len(dataset.metainfo['classes'])
     ignore = dataset.ignore_index
-    infos = data_infos(dataset)
-    img_prefix = dataset.data_prefix.get('img_path', '')
-    stems = [
-        prediction_stem(info['img_path'], img_prefix, dataset.img_suffix)
-        for info in infos
-    ]
-    counts = flat_name_counts(stems, pred_suffix)
     matrix = np.zeros((n, n), dtype=np.int64)
     unscored = 0
-    for info, stem in zip(infos, stems):
-        label = load_label(info, label_loader)
-        path = find_prediction(pred_dir, stem, pred_suffix, counts)
-        pred = read_prediction(path)
-        check_prediction(pred, label.shape, n, ignore, path)
+    for pred, label in prediction_label_pairs(dataset, label_loader, pred_dir,
+                                              pred_suffix):
         matrix += confusion_matrix(label, pred, n, ignore)
         unscored += int(np.count_nonzero((label != ignore) & (pred == ignore)))
     return matrix, unscored
@@ -198,26 +185,18 @@ def build_dataset(config: str,
         tuple: ``(dataset, label_loader)``.
 
     Raises:
-        AnalysisError: The config, the dataloader or its data folder is
-            missing.
-        EvaluationInputError: The dataset cannot be built.
+        AnalysisError: The config is missing or does not load.
+        EvaluationInputError: The dataloader or its data folder is missing,
+            or the dataset cannot be built.
     """
-    from mmseg_wsbcn.evaluation import build_label_loader, build_seg_dataset
+    from mmseg_wsbcn.evaluation import (build_label_loader, build_seg_dataset,
+                                        split_dataset_cfg)
     from mmseg_wsbcn.launch import prepare_config
     from mmseg_wsbcn.utils.errors import ToolError
     try:
         cfg = prepare_config(config, mode='test', cfg_options=cfg_options)
     except ToolError as e:
         raise AnalysisError(str(e)) from e
-    where = f'{split}_dataloader.dataset'
-    dataset_cfg = (cfg.get(f'{split}_dataloader') or {}).get('dataset')
-    if dataset_cfg is None:
-        raise AnalysisError(f"config '{config}' has no {where}")
-    root = dataset_cfg.get('data_root')
-    if root and '://' not in str(root) and not osp.isdir(root):
-        raise AnalysisError(
-            f"data folder '{root}' ({where}.data_root) does not exist; "
-            f'point the config at it, e.g. --cfg-options {where}.data_root='
-            'PATH')
+    dataset_cfg = split_dataset_cfg(cfg, split, config)
     return (build_seg_dataset(dataset_cfg),
             build_label_loader(dataset_cfg.get('pipeline')))

@@ -92,7 +92,10 @@ def init_cpu_distributed(launcher: str, timeout: float) -> None:
         LOCAL_RANK=str(info['local_rank']),
         MASTER_ADDR=str(info['addr']),
         MASTER_PORT=str(info['port']))
-    if info['rank'] == 0 and not _port_is_free(info['addr'], info['port']):
+    # under torchrun the agent already serves the store on that port
+    agent_store = os.environ.get('TORCHELASTIC_USE_AGENT_STORE') == 'True'
+    if info['rank'] == 0 and not agent_store and \
+            not _port_is_free(info['addr'], info['port']):
         raise ToolError(
             f"port {info['port']} on {info['addr']} is already in use; pick "
             'a free one with PORT=... (dist_train.sh) or --master_port')

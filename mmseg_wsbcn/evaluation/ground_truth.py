@@ -10,16 +10,46 @@ decoding backend and ``backend_args`` apply) at their original size: no
 ``Resize`` or any other transform of the pipeline runs.
 """
 import copy
+import os.path as osp
 from typing import List, Optional, Sequence
 
 import numpy as np
-from mmengine.config import ConfigDict
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 from mmseg.datasets import BaseSegDataset
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import DATASETS, TRANSFORMS
 
 from .errors import EvaluationInputError
+
+
+def split_dataset_cfg(cfg: Config, split: str, config: str) -> ConfigDict:
+    """A loaded config's ``<split>_dataloader.dataset``, with its local
+    ``data_root`` checked.
+
+    Args:
+        cfg (Config): The config.
+        split (str): ``'test'``, ``'val'`` or ``'train'``.
+        config (str): The config's file, for the messages.
+
+    Returns:
+        ConfigDict: The dataset config.
+
+    Raises:
+        EvaluationInputError: The config has no such dataloader, or its
+            ``data_root`` is a local folder that does not exist.
+    """
+    where = f'{split}_dataloader.dataset'
+    dataset_cfg = (cfg.get(f'{split}_dataloader') or {}).get('dataset')
+    if dataset_cfg is None:
+        raise EvaluationInputError(f"config '{config}' has no {where}")
+    root = dataset_cfg.get('data_root')
+    if root and '://' not in str(root) and not osp.isdir(root):
+        raise EvaluationInputError(
+            f"data folder '{root}' ({where}.data_root) does not exist; "
+            f'point the config at it, e.g. --cfg-options {where}.data_root='
+            'PATH')
+    return dataset_cfg
 
 
 def build_seg_dataset(dataset_cfg: dict) -> BaseSegDataset:

@@ -93,5 +93,5 @@ def test_bad_opset_and_missing_files(repo_root, run_tool, tmp_path,
         run_tool(TOOL, str(tmp_path / 'none.py'), str(ckpt), '--out', out),
         'config file not found')
     assert_one_line_error(
-        run_tool(TOOL, cfg, str(ckpt), '--out', out), 'cannot load '
+        run_tool(TOOL, cfg, str(ckpt), '--out', out), 'cannot read '
         'checkpoint')

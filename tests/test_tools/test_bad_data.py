@@ -17,13 +17,6 @@ TRAIN_IMAGES = 'leftImg8bit/train/frankfurt'
 TRAIN_LABELS = 'gtFine/train/frankfurt'
 
 
-@pytest.fixture
-def data_copy(repo_root, tmp_path):
-    root = tmp_path / 'cityscapes_mini'
-    shutil.copytree(osp.join(repo_root, 'demo/data/cityscapes_mini'), root)
-    return root
-
-
 def corrupt_images(root):
     for path in glob.glob(str(root / TRAIN_IMAGES / '*.png')):
         with open(path, 'rb') as f:

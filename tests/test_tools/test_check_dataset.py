@@ -2,7 +2,6 @@
 """``tools/misc/check_dataset.py`` on a copy of the bundled Cityscapes mini
 set with three planted problems reports exactly those three."""
 import os.path as osp
-import shutil
 
 import cv2
 import numpy as np
@@ -15,9 +14,8 @@ IMAGES = 'leftImg8bit/train/frankfurt/frankfurt_000000_000294'
 
 
 @pytest.fixture
-def broken_copy(repo_root, tmp_path):
-    root = tmp_path / 'cityscapes_mini'
-    shutil.copytree(osp.join(repo_root, 'demo/data/cityscapes_mini'), root)
+def broken_copy(data_copy):
+    root = data_copy
     corrupt = root / f'{IMAGES}flip_leftImg8bit.png'
     corrupt.write_bytes(corrupt.read_bytes()[:100])  # truncated PNG
     out_of_range = root / f'{TRAIN}left_gtFine_labelTrainIds.png'
@@ -30,9 +28,9 @@ def broken_copy(repo_root, tmp_path):
     return root, corrupt, out_of_range, wrong_size, label.shape
 
 
-def test_reports_exactly_the_three_problems(broken_copy, call_tool):
+def test_reports_exactly_the_three_problems(broken_copy, run_tool):
     root, corrupt, out_of_range, wrong_size, shape = broken_copy
-    proc = call_tool('misc/check_dataset.py', CONFIG, '--cfg-options',
+    proc = run_tool('misc/check_dataset.py', CONFIG, '--cfg-options',
                      f'train_dataloader.dataset.data_root={root}/')
     assert proc.returncode == 1, proc.stderr
     problems = [
@@ -49,8 +47,8 @@ def test_reports_exactly_the_three_problems(broken_copy, call_tool):
     assert '|      road     |' in proc.stdout  # the per-class table
 
 
-def test_clean_data_passes_with_a_pixel_table(repo_root, call_tool):
-    proc = call_tool('misc/check_dataset.py', CONFIG, '--split', 'val')
+def test_clean_data_passes_with_a_pixel_table(repo_root, run_tool):
+    proc = run_tool('misc/check_dataset.py', CONFIG, '--split', 'val')
     assert proc.returncode == 0, proc.stderr
     assert 'val split: 1 image/label pairs, 19 classes' in proc.stdout
     assert 'No problems found.' in proc.stdout
@@ -66,8 +64,8 @@ def test_clean_data_passes_with_a_pixel_table(repo_root, call_tool):
         for ln in proc.stdout.splitlines() if ln.count('|') == 4)
 
 
-def test_unknown_split_dataloader(call_tool, assert_one_line_error, tmp_path):
+def test_unknown_split_dataloader(run_tool, assert_one_line_error, tmp_path):
     cfg = tmp_path / 'no_test.py'
     cfg.write_text('train_dataloader = None\n')
     assert_one_line_error(
-        call_tool('misc/check_dataset.py', str(cfg)), 'no train_dataloader')
+        run_tool('misc/check_dataset.py', str(cfg)), 'no train_dataloader')

@@ -16,7 +16,6 @@ import argparse
 import os.path as osp
 
 import numpy as np
-from mmengine.config import DictAction
 
 from mmseg_wsbcn.analysis.confusion_matrix import (build_dataset,
                                                    dataset_confusion_matrix,
@@ -24,6 +23,8 @@ from mmseg_wsbcn.analysis.confusion_matrix import (build_dataset,
                                                    plot_confusion_matrix)
 from mmseg_wsbcn.analysis.curves import save_figure
 from mmseg_wsbcn.analysis.errors import AnalysisError
+from mmseg_wsbcn.evaluation.arguments import (add_dataset_arguments,
+                                              add_prediction_arguments)
 from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
 from mmseg_wsbcn.launch.quiet import hide_known_warnings
 
@@ -35,30 +36,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog=PROG,
         description='Confusion matrix of saved predictions (tools/test.py '
         "--out) against a config's dataset")
-    parser.add_argument(
-        'config',
-        help='the config the predictions were '
-        'made with (its dataset gives the labels)')
-    parser.add_argument(
-        'pred_dir', help='the folder written by tools/test.py --out')
+    add_dataset_arguments(
+        parser, 'the config the predictions were made with (its dataset '
+        'gives the labels)')
+    add_prediction_arguments(parser)
     parser.add_argument(
         '--out', required=True, help='the figure to write (e.g. cm.png)')
-    parser.add_argument(
-        '--split',
-        choices=['test', 'val'],
-        default='test',
-        help='the test_dataloader (default) or val_dataloader dataset')
-    parser.add_argument(
-        '--pred-suffix',
-        default='.png',
-        help="what follows the image name (minus img_suffix) in a "
-        "prediction's file name (default: .png)")
     parser.add_argument('--title', help='title of the figure')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (as in tools/test.py)')
     return parser.parse_args(argv)
 
 

@@ -22,19 +22,16 @@ import argparse
 import json
 import os
 import os.path as osp
-from typing import Iterator, Tuple
 
-import numpy as np
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from mmseg_wsbcn.evaluation import (build_label_loader, build_seg_dataset,
-                                    check_cityscapes_classes, check_prediction,
-                                    cityscapes_labels, data_infos,
-                                    evaluate_iou, find_prediction,
-                                    flat_name_counts, label_id_lut,
-                                    label_ids_to_train_ids, load_label,
-                                    prediction_stem, read_prediction)
+                                    check_cityscapes_classes,
+                                    cityscapes_labels, evaluate_iou,
+                                    label_id_lut, prediction_label_pairs,
+                                    split_dataset_cfg)
+from mmseg_wsbcn.evaluation.arguments import (add_dataset_arguments,
+                                              add_prediction_arguments)
 from mmseg_wsbcn.launch import (OneLineErrorParser, exit_on_error,
                                 prepare_config)
 from mmseg_wsbcn.launch.quiet import hide_known_warnings
@@ -52,38 +49,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog=PROG,
         description='Score saved predictions (PNG class indices) against '
         "the ground truth of a config's dataset with mmseg's IoUMetric")
-    parser.add_argument('config', help='config file whose dataset is scored')
-    parser.add_argument(
-        'pred_dir',
-        help='folder of predictions, laid out like the image folder '
-        '(tools/test.py --out) or flat')
-    parser.add_argument(
-        '--pred-suffix',
-        default='.png',
-        metavar='SUFFIX',
-        help='what follows the image name (minus img_suffix) in a '
-        "prediction's file name (default: .png)")
+    add_dataset_arguments(
+        parser, 'config file whose dataset is scored', what='score')
+    add_prediction_arguments(parser)
     parser.add_argument(
         '--label-ids',
         action='store_true',
         help='predictions hold Cityscapes labelIds (0-33), mapped to '
         "trainIds with cityscapesScripts' table (needs cityscapesscripts)")
     parser.add_argument(
-        '--split',
-        choices=['test', 'val'],
-        default='test',
-        help='score the test_dataloader (default) or val_dataloader dataset')
-    parser.add_argument(
         '--out-json',
         metavar='FILE',
         help='write aAcc, mIoU, mAcc and per-class IoU/Acc (percent) here')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file, e.g. '
-        'test_dataloader.dataset.data_root=data/cityscapes/')
     return parser.parse_args(argv)
 
 
@@ -103,39 +80,6 @@ def _images(n: int) -> str:
     return f'{n} image' + ('' if n == 1 else 's')
 
 
-def scored_pairs(dataset, infos, loader, args,
-                 lut) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Yield each image's checked ``(prediction, label)``, both (H, W).
-
-    Args:
-        dataset (BaseSegDataset): The ground-truth dataset.
-        infos (list[dict]): Its ``data_list`` entries.
-        loader (LoadAnnotations): Reads the labels.
-        args (argparse.Namespace): ``pred_dir`` and ``pred_suffix``.
-        lut (np.ndarray, optional): labelId -> trainId table
-            (``--label-ids``), or None for trainId predictions.
-
-    Raises:
-        EvaluationInputError: A prediction or label is missing or unusable.
-    """
-    img_prefix = dataset.data_prefix.get('img_path', '')
-    stems = [
-        prediction_stem(info['img_path'], img_prefix, dataset.img_suffix)
-        for info in infos
-    ]
-    counts = flat_name_counts(stems, args.pred_suffix)
-    num_classes = len(dataset.metainfo['classes'])
-    for info, stem in zip(infos, stems):
-        label = load_label(info, loader)
-        path = find_prediction(args.pred_dir, stem, args.pred_suffix, counts)
-        pred = read_prediction(path)
-        if lut is not None:
-            pred = label_ids_to_train_ids(pred, lut, path)
-        check_prediction(pred, label.shape, num_classes, dataset.ignore_index,
-                         path)
-        yield pred, label
-
-
 @exit_on_error(PROG)
 def main(argv=None) -> dict:
     """Score the predictions and return the metrics (``aAcc``, ``mIoU``,
@@ -147,15 +91,7 @@ def main(argv=None) -> dict:
     cfg = prepare_config(
         args.config, mode='test', cfg_options=args.cfg_options)
     where = f'{args.split}_dataloader.dataset'
-    dataset_cfg = (cfg.get(f'{args.split}_dataloader') or {}).get('dataset')
-    if dataset_cfg is None:
-        raise ToolError(f"config '{args.config}' has no {where}")
-    root = dataset_cfg.get('data_root')
-    if root and '://' not in str(root) and not osp.isdir(root):
-        raise ToolError(
-            f"data folder '{root}' ({where}.data_root) does not exist; "
-            f'point the config at it, e.g. --cfg-options '
-            f'{where}.data_root=PATH')
+    dataset_cfg = split_dataset_cfg(cfg, args.split, args.config)
     logger = _logger()
     dataset = build_seg_dataset(dataset_cfg)
     loader = build_label_loader(dataset_cfg.get('pipeline'))
@@ -164,16 +100,16 @@ def main(argv=None) -> dict:
         labels = cityscapes_labels()
         check_cityscapes_classes(dataset.metainfo['classes'], labels)
         lut = label_id_lut(labels, dataset.ignore_index)
-    infos = data_infos(dataset)
-    logger.info(f'scoring {_images(len(infos))}: predictions in '
+    logger.info(f'scoring {_images(len(dataset))}: predictions in '
                 f"'{args.pred_dir}' against {where} "
                 f"('{dataset.data_prefix.get('seg_map_path')}')")
     metrics = evaluate_iou(
-        scored_pairs(dataset, infos, loader, args, lut), dataset.metainfo,
+        prediction_label_pairs(dataset, loader, args.pred_dir,
+                               args.pred_suffix, lut), dataset.metainfo,
         dataset.ignore_index)
     summary = '  '.join(f'{key}: {_fmt(metrics[key])}'
                         for key in ('aAcc', 'mIoU', 'mAcc'))
-    logger.info(f'{summary}  ({_images(len(infos))})')
+    logger.info(f'{summary}  ({_images(len(dataset))})')
     if args.out_json:
         out_dir = osp.dirname(osp.abspath(args.out_json))
         os.makedirs(out_dir, exist_ok=True)

@@ -19,9 +19,7 @@ Runtime (interleaved runs on the same input). See docs/deployment.md.
 """
 import copy
 import os.path as osp
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
@@ -32,10 +30,12 @@ from mmseg_wsbcn.deploy import count_layers, fold_bcn_ws
 from mmseg_wsbcn.deploy.export import (DEFAULT_OPSET, SUPPORTED_OPSETS,
                                        SegLogits, export_onnx,
                                        preprocess_image, preprocess_meta)
+from mmseg_wsbcn.engine import load_checkpoint_file
 from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
 from mmseg_wsbcn.launch.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.errors import ToolError
 from mmseg_wsbcn.utils.state_dict import compare_checkpoint
+from mmseg_wsbcn.utils.timing import interleaved_medians
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_IMAGE = osp.join('demo', 'data', 'cityscapes_mini', 'leftImg8bit', 'val',
@@ -95,11 +95,7 @@ def check_args(args) -> None:
 
 def check_checkpoint(cfg, path: str) -> None:
     """Raise ToolError when the checkpoint does not fit the config."""
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e:  # a damaged or foreign file
-        raise ToolError(f'cannot load checkpoint {path}: '
-                        f'{type(e).__name__}: {e}'.splitlines()[0])
+    checkpoint = load_checkpoint_file(path, map_location='cpu')
     if not isinstance(checkpoint, dict):
         raise ToolError(f'checkpoint {path} holds a '
                         f'{type(checkpoint).__name__}, not a state dict')
@@ -108,19 +104,6 @@ def check_checkpoint(cfg, path: str) -> None:
     if mismatch:
         raise ToolError(f'checkpoint {path} does not match the config: '
                         f'{mismatch.summary()}')
-
-
-def median_times(fns, runs: int):
-    """Median seconds per call of each function, runs interleaved."""
-    times = [[] for _ in fns]
-    for fn in fns:  # warm-up
-        fn()
-    for _ in range(runs):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def verify(args, cfg, reference, folded, shape) -> None:
@@ -153,10 +136,14 @@ def verify(args, cfg, reference, folded, shape) -> None:
                         f'agreement {100 * agree:.3f}% (limit '
                         f'{100 * MIN_AGREEMENT}%)')
     with torch.no_grad():
-        t_ref, t_fold, t_ort = median_times([
-            lambda: ref_fn(image), lambda: fold_fn(image),
-            lambda: session.run(None, feed)
-        ], args.runs)
+        t_ref, t_fold, t_ort = interleaved_medians(
+            dict(
+                ref=lambda: ref_fn(image),
+                fold=lambda: fold_fn(image),
+                ort=lambda: session.run(None, feed)),
+            warmup=1,
+            repeats=args.runs,
+            alternate=False).values()
     print(f'median time per image ({args.runs} interleaved runs, '
           f'{torch.get_num_threads()} threads): PyTorch unfolded '
           f'{1e3 * t_ref:.1f} ms, PyTorch folded {1e3 * t_fold:.1f} ms, '
@@ -166,14 +153,14 @@ def verify(args, cfg, reference, folded, shape) -> None:
 def run(args) -> None:
 
     check_args(args)
+    cfg = Config.fromfile(args.config)
+    check_checkpoint(cfg, args.checkpoint)
     if not args.no_verify:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ToolError('verification needs onnxruntime (the optional '
                             '`deploy` extra); or pass --no-verify')
-    cfg = Config.fromfile(args.config)
-    check_checkpoint(cfg, args.checkpoint)
     reference = init_model(cfg, args.checkpoint, 'cpu')
     model = copy.deepcopy(reference)
     if not args.no_fold:

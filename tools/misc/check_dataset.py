@@ -16,10 +16,10 @@ import sys
 from typing import List, Tuple
 
 import numpy as np
-from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 from prettytable import PrettyTable
 
+from mmseg_wsbcn.evaluation.arguments import add_dataset_arguments
 from mmseg_wsbcn.evaluation.errors import EvaluationInputError
 from mmseg_wsbcn.evaluation.ground_truth import (build_label_loader,
                                                  build_seg_dataset, data_infos,
@@ -37,17 +37,11 @@ PROG = 'check_dataset.py'
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineErrorParser(
         prog=PROG, description="Check a config's images and labels")
-    parser.add_argument('config', help='config file path')
-    parser.add_argument(
-        '--split',
-        choices=['train', 'val', 'test'],
-        default='train',
-        help='which dataloader\'s dataset to check (default: train)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs')
+    add_dataset_arguments(
+        parser,
+        'config file path',
+        splits=('train', 'val', 'test'),
+        what='check')
     return parser.parse_args(argv)
 
 

@@ -2,16 +2,15 @@
 """Tests of the layer protocol (``mmseg_wsbcn.models.layers.layer_kind``).
 
 Known answers for every layer type the toolkit meets; the eval forms are
-checked against float64 re-derivations written out here, never by calling
-the code under test.
+checked against the float64 re-derivations of ``tests/helpers``
+(``bcn_float64``, ``ws_float64``), never by calling the code under test.
 """
-import math
 
 import bcn_float64 as bcn64
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+import ws_float64 as ws64
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import revert_sync_batchnorm
 from torch.testing import assert_close
@@ -133,50 +132,25 @@ def test_bcn_batch_step_is_not_a_layer_of_its_own():
     }
 
 
-def _ref_standardized(weight, eps, mode):
-    """Float64 WS by the formulas of ``ws_conv.py``: per output channel,
-    ``mu = sum(W) / n``, ``var = sum((W - mu) ** 2) / (n - 1)``; ``var``:
-    ``(W - mu) / sqrt(var + eps)``, ``std``: ``(W - mu) / (sqrt(var) +
-    eps)``."""
-    w = weight.detach().double()
-    out = torch.empty_like(w)
-    n = w[0].numel()
-    for o in range(w.shape[0]):
-        mu = w[o].sum() / n
-        var = ((w[o] - mu)**2).sum() / (n - 1)
-        denom = math.sqrt(var + eps) if mode == 'var' else (math.sqrt(var) +
-                                                            eps)
-        out[o] = (w[o] - mu) / denom
-    return out
-
-
 @pytest.mark.parametrize('mode', ['var', 'std'])
-def test_ws_conv_eval_form_is_the_standardized_conv(mode):
+def test_ws_conv_eval_form_is_the_standardized_conv(mode,
+                                                    ws_conv_off_defaults):
     torch.manual_seed(0)
-    # eps 0.1 against a variance near 0.01: the two forms differ by ~40%
-    conv = WSConv2d(
-        4,
-        6,
-        3,
-        padding=1,
-        stride=2,
-        groups=2,
-        eps=0.1,
-        mode=mode,
-        dtype=torch.float64)
+    conv = ws_conv_off_defaults(mode)
     with torch.no_grad():
-        conv.weight.mul_(0.4)
+        conv.weight.mul_(0.4)  # a weight variance near 0.01 (eps 0.1)
         conv.bias.normal_()
     plain = conv.eval_form()
     assert type(plain) is nn.Conv2d
-    assert (plain.stride, plain.padding, plain.groups) == ((2, 2), (1, 1), 2)
-    expected = _ref_standardized(conv.weight, 0.1, mode)
+    assert (plain.stride, plain.padding, plain.dilation, plain.groups,
+            plain.padding_mode) == ((2, 2), (2, 2), (2, 2), 2, 'reflect')
+    expected = ws64.standardized(conv.weight, 0.1, mode)
     assert_close(plain.weight.detach(), expected, rtol=1e-12, atol=1e-12)
     assert_close(plain.bias.detach(), conv.bias.detach(), rtol=0, atol=0)
     x = torch.randn(2, 4, 9, 7, dtype=torch.float64)
     assert_close(
         plain(x),
-        F.conv2d(x, expected, conv.bias.detach(), 2, 1, 1, 2),
+        ws64.conv2d_like(conv, x, expected, conv.bias.detach()),
         rtol=1e-12,
         atol=1e-12)
 
@@ -189,7 +163,7 @@ def test_fold_ws_conv_uses_the_eval_form_and_keeps_sharing():
     assert type(model[0]) is nn.Conv2d and model[2][0] is model[0]
     assert_close(
         model[0].weight.detach(),
-        _ref_standardized(conv.weight, 0.1, 'var'),
+        ws64.standardized(conv.weight, 0.1, 'var'),
         rtol=1e-12,
         atol=1e-12)
 

@@ -1,8 +1,9 @@
 # Copyright (c) mmseg_wsbcn contributors. All rights reserved.
 """Tests of ``mmseg_wsbcn.models.layers.ws_conv``.
 
-The expected values are re-derived here in float64 from the formulas of
-Qiao et al. (arXiv:1903.10520), never by calling the code under test.
+The expected values are re-derived in float64 from the formulas of Qiao
+et al. (arXiv:1903.10520) by ``tests/helpers/ws_float64.py``, never by
+calling the code under test.
 """
 import math
 import re
@@ -11,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import ws_float64 as ws64
 from mmcv.cnn import build_conv_layer
 from mmcv.cnn.bricks.conv_ws import ConvWS2d
 from mmengine.registry import MODELS, DefaultScope, Registry
@@ -21,30 +23,11 @@ from mmseg_wsbcn.models import fold_ws_conv
 from mmseg_wsbcn.models.layers import WSConv2d, weight_standardize
 
 
-def ref_ws(weight, eps=1e-5, mode='var'):
-    """Float64 Weight Standardization, straight from the formulas."""
-    w = weight.detach().double()
-    flat = w.reshape(w.shape[0], -1)
-    mu = flat.mean(dim=1, keepdim=True)
-    var = torch.var(flat, dim=1, unbiased=True, keepdim=True)
-    if mode == 'std':
-        denom = var.sqrt() + eps
-    else:
-        denom = (var + eps).sqrt()
-    return ((flat - mu) / denom).reshape(w.shape)
-
-
 def ref_conv(x, conv, weight):
-    """Float64 ``F.conv2d`` with the hyper-parameters of ``conv``."""
-    x = x.detach().double()
+    """Float64 ``F.conv2d`` of a detached ``x`` with ``weight``, ``conv``'s
+    bias and hyper-parameters."""
     bias = None if conv.bias is None else conv.bias.detach().double()
-    padding = conv.padding
-    if conv.padding_mode != 'zeros':
-        ph, pw = conv.padding
-        x = F.pad(x, (pw, pw, ph, ph), mode=conv.padding_mode)
-        padding = 0
-    return F.conv2d(x, weight, bias, conv.stride, padding, conv.dilation,
-                    conv.groups)
+    return ws64.conv2d_like(conv, x.detach().double(), weight, bias)
 
 
 # --------------------------------------------------------------- errors
@@ -142,7 +125,7 @@ def test_weight_standardize_vs_float64(mode, scale):
     for shape in [(8, 4, 3, 3), (16, 1, 3, 3), (32, 64, 1, 1), (3, 2, 1, 1),
                   (6, 5, 3, 1), (4, 3, 5)]:
         w = torch.randn(shape) * scale + 0.5 * scale
-        expected = ref_ws(w, 1e-5, mode)
+        expected = ws64.standardized(w, 1e-5, mode)
         out = weight_standardize(w, 1e-5, mode)
         assert out.dtype == torch.float32 and out.shape == w.shape
         assert_close(out.double(), expected, rtol=0, atol=2e-6)
@@ -160,7 +143,7 @@ def test_eps_placement(eps):
     for mode in ('std', 'var'):
         assert_close(
             weight_standardize(w, eps, mode).double(),
-            ref_ws(w, eps, mode),
+            ws64.standardized(w, eps, mode),
             rtol=0,
             atol=2e-6)
     if eps > 1e-3:
@@ -192,7 +175,7 @@ def test_conv_vs_float64(cfg, mode):
     if conv.bias is not None:
         nn.init.normal_(conv.bias)
     x = torch.randn(2, cfg['in_channels'], 9, 8)
-    expected = ref_conv(x, conv, ref_ws(conv.weight, 1e-5, mode))
+    expected = ref_conv(x, conv, ws64.standardized(conv.weight, 1e-5, mode))
 
     out = conv(x)
     assert out.dtype == torch.float32
@@ -210,7 +193,7 @@ def test_channels_last(mode):
     w = conv.weight.detach().clone()
     w_cl = w.to(memory_format=torch.channels_last)
     assert not w_cl.is_contiguous()
-    expected = ref_ws(w, 1e-5, mode)
+    expected = ws64.standardized(w, 1e-5, mode)
     assert_close(
         weight_standardize(w_cl, mode=mode).double(),
         expected,
@@ -293,7 +276,7 @@ def test_low_precision_weight(dtype):
     out = weight_standardize(w.to(dtype))
     assert out.dtype == dtype
     # computed in float32 from the rounded weight, rounded once at the end
-    assert_close(out, ref_ws(w.to(dtype)).to(dtype))
+    assert_close(out, ws64.standardized(w.to(dtype)).to(dtype))
     if dtype == torch.bfloat16:
         conv = WSConv2d(4, 8, 3).to(dtype)
         y = conv(torch.randn(1, 4, 5, 5, dtype=dtype))
@@ -372,7 +355,7 @@ def test_to_conv2d(cfg):
     assert plain.weight.device == conv.weight.device
     assert_close(
         plain.weight.double(),
-        ref_ws(conv.weight, 1e-4, 'std'),
+        ws64.standardized(conv.weight, 1e-4, 'std'),
         rtol=0,
         atol=2e-6)
     x = torch.randn(2, cfg['in_channels'], 8, 9)
@@ -502,8 +485,8 @@ def _expected(conv, x):
     """The conv with the float64 reference standardization of its weight
     as it is now."""
     return F.conv2d(x.double(),
-                    ref_ws(conv.weight.detach().double(), conv.eps, conv.mode),
-                    None, conv.stride, conv.padding)
+                    ws64.standardized(conv.weight, conv.eps, conv.mode), None,
+                    conv.stride, conv.padding)
 
 
 def test_eval_follows_every_weight_change():
@@ -530,20 +513,9 @@ def test_eval_follows_every_weight_change():
 # ------------------------------------------------- training path (fused)
 def _ref_ws_conv64(x, weight, bias, conv):
     """Float64 WS conv, differentiable in all three inputs."""
-    flat = weight.reshape(weight.shape[0], -1)
-    mu = flat.mean(1, keepdim=True)
-    var = flat.var(1, unbiased=True, keepdim=True)
-    if conv.mode == 'std':
-        w_hat = (flat - mu) / (var.sqrt() + conv.eps)
-    else:
-        w_hat = (flat - mu) / (var + conv.eps).sqrt()
-    padding = conv.padding
-    if conv.padding_mode != 'zeros':
-        ph, pw = conv.padding
-        x = F.pad(x, (pw, pw, ph, ph), mode=conv.padding_mode)
-        padding = 0
-    return F.conv2d(x, w_hat.reshape(weight.shape), bias, conv.stride, padding,
-                    conv.dilation, conv.groups)
+    return ws64.conv2d_like(conv, x,
+                            ws64.standardize(weight, conv.eps, conv.mode),
+                            bias)
 
 
 @pytest.mark.parametrize('mode', ['std', 'var'])
@@ -574,20 +546,11 @@ def test_training_gradients_vs_float64(cfg, mode):
 
 
 @pytest.mark.parametrize('mode', ['std', 'var'])
-def test_training_gradcheck_module(mode):
+def test_training_gradcheck_module(mode, ws_conv_off_defaults):
     """gradcheck through the module's own training forward (reflect
     padding, groups, stride, dilation, bias)."""
     torch.manual_seed(22)
-    conv = WSConv2d(
-        4,
-        4,
-        3,
-        stride=2,
-        padding=2,
-        dilation=2,
-        groups=2,
-        padding_mode='reflect',
-        mode=mode).double()
+    conv = ws_conv_off_defaults(mode)
     x = torch.randn(1, 4, 6, 5, dtype=torch.float64, requires_grad=True)
 
     def call(inp, weight, bias):

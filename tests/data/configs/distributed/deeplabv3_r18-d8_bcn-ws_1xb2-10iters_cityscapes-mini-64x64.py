@@ -20,37 +20,25 @@ custom_imports = dict(
 img_size = (64, 64)
 conv_cfg = dict(type='WSConv2d')
 norm_cfg = dict(type='BCN', num_groups=4, estimate=True, requires_grad=True)
+# the conv and norm layers of every part (as in the bcn-ws model base)
+layers = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
 model = dict(
     data_preprocessor=dict(size=img_size),
-    backbone=dict(
-        stem_channels=16,
-        base_channels=16,
-        conv_cfg=conv_cfg,
-        norm_cfg=norm_cfg),
+    backbone=dict(stem_channels=16, base_channels=16, **layers),
     decode_head=dict(
-        in_channels=128,
-        channels=32,
-        dropout_ratio=0.0,
-        conv_cfg=conv_cfg,
-        norm_cfg=norm_cfg),
+        in_channels=128, channels=32, dropout_ratio=0.0, **layers),
     auxiliary_head=dict(
-        in_channels=64,
-        channels=16,
-        dropout_ratio=0.0,
-        conv_cfg=conv_cfg,
-        norm_cfg=norm_cfg))
+        in_channels=64, channels=16, dropout_ratio=0.0, **layers))
 
+# the bundled set's pipelines (configs/_base_/datasets/cityscapes_mini.py)
+# with one fixed resize in place of their resize and augmentations
+resize = dict(type='Resize', scale=img_size, keep_ratio=False)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=img_size, keep_ratio=False),
-    dict(type='PackSegInputs')
-]
+    t for t in _base_.train_pipeline
+    if t.type in ('LoadImageFromFile', 'LoadAnnotations')
+] + [resize, dict(type='PackSegInputs')]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_size, keep_ratio=False),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
+    resize if t.type == 'Resize' else t for t in _base_.test_pipeline
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 # evaluate on 5 of the 6 train images: an odd count, so 2 ranks get a
