@@ -47,7 +47,15 @@ from common import add_timing_arguments, apply_timing_arguments
 from mmseg_wsbcn.utils.timing import interleaved_medians
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ('bn', 'gn', 'gn-ws', 'bcn-ws', 'bcnbatch-ws')
+MODEL_BASES = REPO / 'configs' / '_base_' / 'models'
+#: One variant per DeepLabv3-R50-D8 model base config
+#: (``deeplabv3_r50-d8_<variant>.py``), so a new norm's base config adds its
+#: row; BN first. SyncBN is left out: in one process it is BN.
+VARIANTS = tuple(
+    sorted((p.stem[len('deeplabv3_r50-d8_'):]
+            for p in MODEL_BASES.glob('deeplabv3_r50-d8_*.py')
+            if p.stem != 'deeplabv3_r50-d8_syncbn'),
+           key=lambda v: (v != 'bn', v)))
 # (variant, baseline) pairs of the ratio tables
 PAIRS = [(v, 'bn')
          for v in VARIANTS if v != 'bn'] + [('gn-ws', 'gn'),
@@ -55,8 +63,7 @@ PAIRS = [(v, 'bn')
 
 
 def _config_path(variant: str) -> Path:
-    return REPO / 'configs' / '_base_' / 'models' / (
-        f'deeplabv3_r50-d8_{variant}.py')
+    return MODEL_BASES / f'deeplabv3_r50-d8_{variant}.py'
 
 
 def build(variant: str, crop: Sequence[int], device: torch.device,

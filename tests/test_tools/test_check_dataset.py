@@ -31,7 +31,7 @@ def broken_copy(data_copy):
 def test_reports_exactly_the_three_problems(broken_copy, run_tool):
     root, corrupt, out_of_range, wrong_size, shape = broken_copy
     proc = run_tool('misc/check_dataset.py', CONFIG, '--cfg-options',
-                     f'train_dataloader.dataset.data_root={root}/')
+                    f'train_dataloader.dataset.data_root={root}/')
     assert proc.returncode == 1, proc.stderr
     problems = [
         ln.strip() for ln in proc.stdout.splitlines() if ln.startswith('  ')
