@@ -14,10 +14,8 @@ whose keys or shapes do not match the config's model stops the tool with one
 line (``--allow-partial-load`` loads the matching keys instead).
 """
 import argparse
-import os
 import os.path as osp
 
-from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
@@ -26,11 +24,12 @@ from mmseg_wsbcn.evaluation.test_outputs import (METRICS_FILE, add_metric,
                                                  check_output_dirs,
                                                  cityscapes_format_metric,
                                                  write_metrics_json)
-from mmseg_wsbcn.launch import (OneLineErrorParser, build_runner, check_paths,
+from mmseg_wsbcn.launch import (OneLineErrorParser, add_run_arguments,
+                                build_runner, check_paths,
                                 check_slide_inference, exit_on_error,
-                                prepare_config, run_and_finish)
-from mmseg_wsbcn.launch.quiet import hide_known_warnings
+                                parse_run_args, prepare_config, run_and_finish)
 from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.quiet import hide_known_warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,30 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument(
         '--tta', action='store_true', help='Test time augmentation')
-    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
-    # will pass the `--local-rank` parameter to `tools/train.py` instead
-    # of `--local_rank`.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_run_arguments(parser)
+    return parse_run_args(parser, argv)
 
 
 def trigger_visualization_hook(cfg, args) -> None:

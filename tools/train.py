@@ -11,14 +11,13 @@ Examples::
 Without CUDA the processes use the ``gloo`` backend on CPU.
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
 
-from mmseg_wsbcn.launch import (OneLineErrorParser, build_runner, check_paths,
-                                exit_on_error, prepare_config, run_and_finish)
-from mmseg_wsbcn.launch.quiet import hide_known_warnings
+from mmseg_wsbcn.launch import (OneLineErrorParser, add_run_arguments,
+                                build_runner, check_paths, exit_on_error,
+                                parse_run_args, prepare_config, run_and_finish)
 from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.quiet import hide_known_warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,29 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         default=False,
         help='enable automatic-mixed-precision training')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value '
-        'pair in xxx=yyy format will be merged into config file. If the '
-        'value to be overwritten is a list, it should be like key="[a,b]" '
-        'or key=a,b It also allows nested list/tuple values, e.g. '
-        'key="[(a,b),(c,d)]" Note that the quotation marks are necessary '
-        'and that no white space is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
-    # will pass the `--local-rank` parameter to `tools/train.py` instead
-    # of `--local_rank`.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_run_arguments(parser)
+    return parse_run_args(parser, argv)
 
 
 def enable_amp(cfg) -> None:

@@ -6,11 +6,12 @@ and path checks, building MMEngine's ``Runner`` and running it to the end
 :class:`~mmseg_wsbcn.utils.errors.OneLineError` into ``<tool>: error:``)."""
 from .config import (check_checkpoint_paths, check_data_roots, check_paths,
                      check_slide_inference, prepare_config)
-from .parser import OneLineErrorParser
+from .parser import OneLineErrorParser, add_run_arguments, parse_run_args
 from .run import build_runner, exit_on_error, run_and_finish
 
 __all__ = [
-    'OneLineErrorParser', 'check_checkpoint_paths', 'check_data_roots',
-    'check_paths', 'check_slide_inference', 'prepare_config', 'build_runner',
-    'exit_on_error', 'run_and_finish'
+    'OneLineErrorParser', 'add_run_arguments', 'parse_run_args',
+    'check_checkpoint_paths', 'check_data_roots', 'check_paths',
+    'check_slide_inference', 'prepare_config', 'build_runner', 'exit_on_error',
+    'run_and_finish'
 ]

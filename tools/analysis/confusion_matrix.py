@@ -26,7 +26,7 @@ from mmseg_wsbcn.analysis.errors import AnalysisError
 from mmseg_wsbcn.evaluation.arguments import (add_dataset_arguments,
                                               add_prediction_arguments)
 from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
-from mmseg_wsbcn.launch.quiet import hide_known_warnings
+from mmseg_wsbcn.utils.quiet import hide_known_warnings
 
 PROG = 'confusion_matrix.py'
 

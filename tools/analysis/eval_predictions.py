@@ -34,8 +34,8 @@ from mmseg_wsbcn.evaluation.arguments import (add_dataset_arguments,
                                               add_prediction_arguments)
 from mmseg_wsbcn.launch import (OneLineErrorParser, exit_on_error,
                                 prepare_config)
-from mmseg_wsbcn.launch.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.quiet import hide_known_warnings
 
 # MMEngine 0.10.7 imports ``pkg_resources`` lazily when it resolves
 # ``mmseg::`` config paths; setuptools (pinned < 81 for the mmcv build) then

@@ -32,8 +32,8 @@ from mmseg_wsbcn.deploy.export import (DEFAULT_OPSET, SUPPORTED_OPSETS,
                                        preprocess_image, preprocess_meta)
 from mmseg_wsbcn.engine import load_checkpoint_file
 from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
-from mmseg_wsbcn.launch.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.state_dict import compare_checkpoint
 from mmseg_wsbcn.utils.timing import interleaved_medians
 

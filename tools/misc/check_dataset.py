@@ -27,8 +27,8 @@ from mmseg_wsbcn.evaluation.ground_truth import (build_label_loader,
 from mmseg_wsbcn.launch import (OneLineErrorParser, exit_on_error,
                                 prepare_config)
 from mmseg_wsbcn.launch.config import iter_dataset_cfgs
-from mmseg_wsbcn.launch.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.errors import ToolError
+from mmseg_wsbcn.utils.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.sample_checks import SampleProblem, check_sample
 
 PROG = 'check_dataset.py'

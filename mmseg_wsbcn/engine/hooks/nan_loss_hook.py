@@ -17,7 +17,7 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import all_gather_object, all_reduce, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
 from ...utils.errors import OneLineError
@@ -126,7 +126,7 @@ class StopOnNonFiniteLossHook(Hook):
                            for rank, bad in enumerate(per_rank) if bad)
         last = None
         for hook in runner.hooks:
-            if type(hook).__name__ == 'CheckpointHook':
+            if isinstance(hook, CheckpointHook):  # or a subclass
                 last = getattr(hook, 'last_ckpt', None)
         return (f'non-finite loss at iteration {runner.iter + 1}/'
                 f'{runner.max_iters}: {values}; training stopped before this '

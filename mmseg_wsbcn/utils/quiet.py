@@ -7,15 +7,12 @@ package changes nothing.
 """
 import warnings
 
-#: ``(module, why)``: the modules whose ``UserWarning``s every run shows
-#: (mmseg 1.2.2, while building any model and its hooks). Filtered by the
-#: module that warns, not by the text.
-QUIET_MODULES = (
-    ('mmseg.models.builder', '``build_loss`` would be deprecated soon'),
-    ('mmseg.models.losses.cross_entropy_loss',
-     'Default ``avg_non_ignore`` is False'),
-    ('mmseg.engine.hooks.visualization_hook', 'The draw is False'),
-)
+#: The modules whose ``UserWarning``s every run shows (mmseg 1.2.2, while
+#: building any model and its hooks: ``build_loss`` deprecated, default
+#: ``avg_non_ignore``, ``draw`` is False), filtered by module, not by text.
+QUIET_MODULES = ('mmseg.models.builder',
+                 'mmseg.models.losses.cross_entropy_loss',
+                 'mmseg.engine.hooks.visualization_hook')
 
 #: The one warning filtered by its text: setuptools warns that
 #: ``pkg_resources is deprecated`` when MMEngine 0.10.7 resolves ``mmseg::``
@@ -30,7 +27,7 @@ def hide_known_warnings() -> None:
     ``PNG input buffer is incomplete``, for the rest of the process: an
     image that does not decode is reported by the tools themselves, with
     the file and sample named."""
-    for module, _ in QUIET_MODULES:
+    for module in QUIET_MODULES:
         warnings.filterwarnings(
             'ignore', category=UserWarning, module=module.replace('.', r'\.'))
     warnings.filterwarnings(
