@@ -82,11 +82,7 @@ def load_weights(model: nn.Module,
     """Load a checkpoint's weights into ``model`` as MMEngine's loader does
     (``state_dict`` inside it or the checkpoint itself, keys revised, a
     missing/unexpected key is logged unless ``strict``)."""
-    weights = checkpoint_weights(checkpoint)
-    state_dict = revise_keys(weights, revisions)
-    metadata = getattr(weights, '_metadata', None)
-    if metadata is not None:
-        state_dict._metadata = metadata
+    state_dict = revise_keys(checkpoint_weights(checkpoint), revisions)
     load_state_dict(model, state_dict, strict, logger='current')
 
 

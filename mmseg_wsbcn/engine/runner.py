@@ -26,14 +26,13 @@ import warnings
 from typing import Union
 
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 from ..datasets import guard_dataset
 from ..utils.errors import OneLineError
-from ..utils.state_dict import DEFAULT_REVISE_KEYS
+from ..utils.state_dict import DEFAULT_REVISE_KEYS, unwrap_model
 from .checkpoint_files import (LAST_CHECKPOINT, CheckpointLoadError,
                                load_checkpoint_file, load_weights,
                                read_last_checkpoint, resume_candidates)
@@ -85,9 +84,7 @@ class SafeCheckpointRunner(Runner):
                                            list(revise_keys))
         checkpoint = load_checkpoint_file(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) \
-            else self.model
-        load_weights(model, checkpoint, strict, revise_keys)
+        load_weights(unwrap_model(self.model), checkpoint, strict, revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint

@@ -127,11 +127,16 @@ def revise_keys(state_dict: Mapping,
                 revisions: Iterable[Tuple[str, str]] = DEFAULT_REVISE_KEYS
                 ) -> 'OrderedDict':
     """The state dict with its keys renamed as MMEngine's loader renames
-    them (``(pattern, replacement)`` regular expressions, in order)."""
+    them (``(pattern, replacement)`` regular expressions, in order). The
+    ``_metadata`` torch's ``load_state_dict`` reads (module versions) is
+    kept."""
     revised = OrderedDict(state_dict)
     for pattern, replacement in revisions:
         revised = OrderedDict(
             (re.sub(pattern, replacement, k), v) for k, v in revised.items())
+    metadata = getattr(state_dict, '_metadata', None)
+    if metadata is not None:
+        revised._metadata = metadata
     return revised
 
 

@@ -86,14 +86,11 @@ class CheckpointMatchHook(Hook):
         an exact match: matching keys, plus the model's own values for what
         is missing or mis-shaped."""
         weights = checkpoint_weights(checkpoint)
-        metadata = getattr(weights, '_metadata', None)
         revised = revise_keys(weights)
         model_state = model.state_dict()
         drop = set(diff.unexpected) | {k for k, _, _ in diff.mismatched}
         kept = OrderedDict((k, v) for k, v in revised.items() if k not in drop)
         for key in list(diff.missing) + [k for k, _, _ in diff.mismatched]:
             kept[key] = model_state[key]
-        weights.clear()
+        weights.clear()  # its attributes (``_metadata``) stay
         weights.update(kept)
-        if metadata is not None:
-            weights._metadata = metadata
