@@ -12,7 +12,6 @@ It prints the layout it detected and the backbone config the weights need
 (the WS form they were trained with), and stores both in the checkpoint's
 ``meta``. On any problem it exits with one line and writes no file.
 """
-import argparse
 import os.path as osp
 import time
 
@@ -26,16 +25,6 @@ from mmseg_wsbcn.utils.atomic import atomic_path
 from mmseg_wsbcn.utils.errors import first_sentence
 
 PROG = 'wsbcn2mmseg.py'
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineErrorParser(
-        prog=PROG,
-        description="Convert the authors' GN+WS / BCN+WS ImageNet "
-        "backbones to mmseg's (and mmdet's) ResNet / ResNeXt keys")
-    parser.add_argument('src', help="the authors' checkpoint file")
-    parser.add_argument('dst', help='the converted checkpoint to write')
-    return parser.parse_args(argv)
 
 
 def load(src: str) -> object:
@@ -76,7 +65,14 @@ def _as_config(value) -> str:
 
 @exit_on_error(PROG)
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    # mmseg's tools/model_converters build their parser in main()
+    parser = OneLineErrorParser(
+        prog=PROG,
+        description="Convert the authors' GN+WS / BCN+WS ImageNet "
+        "backbones to mmseg's (and mmdet's) ResNet / ResNeXt keys")
+    parser.add_argument('src', help="the authors' checkpoint file")
+    parser.add_argument('dst', help='the converted checkpoint to write')
+    args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
         if osp.abspath(args.src) == osp.abspath(args.dst):
