@@ -9,8 +9,14 @@ project finds them whatever its ``default_scope``. Configs pull it in with
 allow_failed_imports=False)``.
 """
 # isort: off
-from . import datasets, engine, models  # noqa: F401  (registers them)
-# isort: on
-from .version import __version__, version_info
+from .utils.stack import check_stack
 
-__all__ = ['__version__', 'version_info']
+#: ``'openmmlab'`` or ``'onedl'``: the OpenMMLab stack found at import time
+#: (:mod:`mmseg_wsbcn.utils.stack`; another one raises a one-line error).
+STACK = check_stack()
+
+from . import datasets, engine, models  # noqa: F401,E402  (registers them)
+# isort: on
+from .version import __version__, version_info  # noqa: E402
+
+__all__ = ['__version__', 'version_info', 'STACK']

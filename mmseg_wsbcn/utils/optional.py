@@ -24,8 +24,9 @@ def mmpretrain_unavailable() -> Optional[str]:
         importlib.import_module('mmpretrain.models')
     except ModuleNotFoundError as e:
         if e.name == 'mmpretrain':
-            return ('mmpretrain is not installed (the mmpretrain extra, for '
-                    'a CUDA build of torch)')
+            return ('mmpretrain is not installed (the mmpretrain extra: '
+                    'TORCH_VERSION=2.14.1 EXTRAS=mmpretrain bash '
+                    'tools/setup_env.sh)')
         return f'{MMPRETRAIN_CPU_REASON} ({type(e).__name__}: {e})'
     except Exception as e:  # OSError / RuntimeError from torchvision's ops
         return f'{MMPRETRAIN_CPU_REASON} ({type(e).__name__}: ' \

@@ -32,5 +32,21 @@ def hide_known_warnings() -> None:
             'ignore', category=UserWarning, module=module.replace('.', r'\.'))
     warnings.filterwarnings(
         'ignore', message=PKG_RESOURCES_WARNING, category=UserWarning)
+    quiet_opencv()
+
+
+#: OpenCV's log level for errors only (``cv::utils::logging::LOG_LEVEL_ERROR``;
+#: the same number in OpenCV 4 and 5).
+OPENCV_LOG_LEVEL_ERROR = 2
+
+
+def quiet_opencv() -> None:
+    """Let OpenCV's C++ code log errors only. OpenCV 5 has the
+    ``cv2.utils.logging`` module; OpenCV 4 (which the fork's mmdet pins,
+    < 4.13) has only ``cv2.setLogLevel``."""
     import cv2
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    logging = getattr(cv2.utils, 'logging', None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    elif hasattr(cv2, 'setLogLevel'):
+        cv2.setLogLevel(OPENCV_LOG_LEVEL_ERROR)

@@ -137,28 +137,20 @@ def _memoized_external_cfg_path(original):
     return cached
 
 
-def _no_formatting(text, **kwargs):
-    return text, False
-
-
-#: yapf's formatter as MMEngine uses it, kept for the one test that formats
-#: every config for real (``fast_mmengine`` replaces it by the no-op above).
-REAL_FORMAT_CODE = mmengine_config.FormatCode
-
-
 @pytest.fixture(scope='module', autouse=True)
 def fast_mmengine():
     """Skip work that does not change what is tested, for this module only:
-    the metafile scans above, yapf formatting of the config text each
-    Runner logs and dumps (the text stays valid Python), and the environment
-    report (compiler and library versions) each Runner collects."""
+    the metafile scans above and the environment report (compiler and
+    library versions) each Runner collects. (The configs are loaded with
+    ``format_python_code=False``, MMEngine's own switch, so that the text
+    each Runner logs and dumps is not formatted by yapf; it stays valid
+    Python.)"""
     from mmengine.runner import runner as mmengine_runner
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
             mmengine_config, '_get_external_cfg_path',
             _memoized_external_cfg_path(
                 mmengine_config._get_external_cfg_path))
-        mp.setattr(mmengine_config, 'FormatCode', _no_formatting)
         collect_env = functools.lru_cache(maxsize=1)(
             mmengine_runner.collect_env)
         mp.setattr(mmengine_runner, 'collect_env', collect_env)
@@ -172,7 +164,8 @@ def load(repo_root, fast_mmengine):
 
     @functools.lru_cache(maxsize=None)
     def read(config):
-        return Config.fromfile(osp.join(repo_root, config))
+        return Config.fromfile(
+            osp.join(repo_root, config), format_python_code=False)
 
     return lambda config: copy.deepcopy(read(config))
 
@@ -368,7 +361,7 @@ def test_config_loads_and_matches_its_name(config, repo_root, load):
 
 
 @pytest.mark.configs(select=all_configs)
-def test_config_text_formats_and_loads_back(config, load, monkeypatch):
+def test_config_text_formats_and_loads_back(config, load):
     """The text MMEngine logs and dumps for a config (``pretty_text``),
     formatted by yapf for real (the other tests skip that for speed), is
     valid Python and loads back to the same config. Fails when a value has
@@ -376,8 +369,7 @@ def test_config_text_formats_and_loads_back(config, load, monkeypatch):
     for folder, project in OTHER_PROJECTS.items():
         if config.startswith(folder):
             pytest.importorskip(project, reason=f'{project} is not installed')
-    cfg = load(config)
-    monkeypatch.setattr(mmengine_config, 'FormatCode', REAL_FORMAT_CODE)
+    cfg = Config(load(config).to_dict(), format_python_code=True)
     text = cfg.pretty_text
     ast.parse(text, filename=config)
     assert Config.fromstring(text, '.py').to_dict() == cfg.to_dict()

@@ -296,8 +296,11 @@ class WSConv2d(nn.Conv2d):
                 f'{self.__class__.__name__} expected in_channels='
                 f'{self.in_channels}, got an input with {x.shape[1]} '
                 f'channels (shape {tuple(x.shape)})')
+        # The fused function is for autograd; a JIT trace (FLOP counting
+        # with mmengine.analysis, ONNX export) sees only standard ops.
         if (torch.is_grad_enabled() and self.weight.requires_grad
-                and not isinstance(self.padding, str)):
+                and not isinstance(self.padding, str)
+                and not torch.jit.is_tracing()):
             padding = self.padding
             if self.padding_mode != 'zeros':
                 x = F.pad(
