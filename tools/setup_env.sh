@@ -141,8 +141,14 @@ wheel_index_url() {  # the fork's index for this torch/CUDA pair, or nothing
     printf '%s' "${url//"$torch"/$digits}"
 }
 index_has_wheel() {  # index_has_wheel URL -> 0 when the index lists onedl-mmcv==VERSION for this Python
-    command -v curl >/dev/null 2>&1 || return 1
-    curl -sfL --max-time 15 "${1%/}/onedl-mmcv/" 2>/dev/null | grep -q "onedl_mmcv-$MMCV_VERSION-cp311-cp311-.*linux.*\.whl"
+    "${PYTHON:-python3}" - "${1%/}/onedl-mmcv/" "onedl_mmcv-$MMCV_VERSION-cp311-cp311-" <<'EOF' 2>/dev/null
+import re, sys, urllib.request
+try:
+    page = urllib.request.urlopen(sys.argv[1], timeout=15).read().decode()
+except Exception:  # unreachable, no such folder: no wheel
+    sys.exit(1)
+sys.exit(0 if re.search(re.escape(sys.argv[2]) + r'\S*linux\S*\.whl', page) else 1)
+EOF
 }
 
 # ---------------------------------------------------------------- 0b. EXTRAS
