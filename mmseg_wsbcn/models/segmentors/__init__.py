@@ -1,0 +1,4 @@
+# Copyright (c) mmseg_wsbcn contributors. All rights reserved.
+from .folded_segmentor import FoldedSegmentor
+
+__all__ = ['FoldedSegmentor']
