@@ -270,9 +270,10 @@ except PackageNotFoundError:
 sys.exit(0 if v.split('+')[0] == sys.argv[2] else 1)
 EOF
 }
-torch_is_right() {  # the installed torch is TORCH_VERSION, and a CUDA build exactly when DEVICE=cuda
+torch_is_right() {  # the installed torch is TORCH_VERSION, and a CUDA build when DEVICE=cuda
+    # (a CUDA build also runs on the CPU: DEVICE=cpu takes either)
     has_version torch "$TORCH_VERSION" || return 1
-    "$PYBIN" -c "import sys, torch; sys.exit((torch.version.cuda is None) != ('$DEVICE' == 'cpu'))" 2>/dev/null
+    [ "$DEVICE" = cpu ] || "$PYBIN" -c "import sys, torch; sys.exit(torch.version.cuda is None)" 2>/dev/null
 }
 
 # ---------------------------------------------------------------- 2. torch
@@ -285,7 +286,7 @@ else
     [ "$NEEDS_TORCHVISION" = 1 ] && TORCH_REQS+=("torchvision==$TORCHVISION_VERSION")
     "${PIP[@]}" install "${TORCH_REQS[@]}" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -c "$EFFECTIVE_CONSTRAINTS" \
         || fail "pip could not install ${TORCH_REQS[*]} (is that wheel reachable by pip? set TORCH_INDEX_URL for another index)"
-    torch_is_right || fail "the torch installed is not a $([ "$DEVICE" = cuda ] && echo CUDA || echo CPU) build of $TORCH_VERSION ($("$PYBIN" -c 'import torch; print(torch.__version__)' 2>&1)); set TORCH_INDEX_URL to an index with that build"
+    torch_is_right || fail "the torch installed is not $([ "$DEVICE" = cuda ] && echo 'a CUDA build of ')$TORCH_VERSION ($("$PYBIN" -c 'import torch; print(torch.__version__)' 2>&1)); set TORCH_INDEX_URL to an index with that build"
 fi
 
 # ---------------------------------------------------------------- 3. build tools
