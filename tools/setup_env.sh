@@ -320,6 +320,10 @@ if has_version "$MMCV_DIST" "$MMCV_VERSION" && mmcv_has_ops; then
     log "$STEP: already installed, with its compiled ops"
 else
     mkdir -p "$CACHE_DIR"
+    LEGACY="$(ls "$MMCV_WHEEL_DIR"/mmcv-2.1.0-*.whl 2>/dev/null | head -n 1 || true)"
+    if [ -n "$LEGACY" ] && [ "$CACHE_DIR" = "$MMCV_WHEEL_DIR/mmcv-2.1.0/torch2.13.0-cpu" ]; then
+        mv "$LEGACY" "$CACHE_DIR/"  # where earlier versions of this script kept it
+    fi
     WHEEL="$(ls "$CACHE_DIR"/*.whl 2>/dev/null | head -n 1 || true)"
     if [ -n "$WHEEL" ] && ! wheel_has_ops "$WHEEL"; then
         log "$STEP: discarding $WHEEL (it holds no compiled $DEVICE ops)"
