@@ -113,13 +113,16 @@ cuda_home_of() {  # the toolkit folder of an nvcc, also when nvcc on PATH is a w
     local top; top="$("$1" --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -n 1)"
     if [ -n "$top" ]; then (cd "$top" && pwd -P); else dirname "$(dirname "$1")"; fi
 }
-NVCC=""
-if [ "$DEVICE" = cuda ]; then
+find_nvcc() {  # NVCC and CUDA_HOME: $CUDA_HOME's nvcc, else nvcc on PATH, else a pip wheel's in the venv
     if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then NVCC="$CUDA_HOME/bin/nvcc"
     elif command -v nvcc >/dev/null 2>&1; then NVCC="$(readlink -f "$(command -v nvcc)")"
     else NVCC="$(ls "$VENV"/lib/python3*/site-packages/nvidia/*/bin/nvcc 2>/dev/null | head -n 1 || true)"
     fi
-    [ -n "$NVCC" ] && CUDA_HOME="$(cuda_home_of "$NVCC")"
+    if [ -n "$NVCC" ]; then CUDA_HOME="$(cuda_home_of "$NVCC")"; fi
+}
+NVCC=""
+if [ "$DEVICE" = cuda ]; then
+    find_nvcc
     ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$GPU_CAPS}"
 fi
 
@@ -343,9 +346,8 @@ else
     if [ -z "$WHEEL" ]; then
         BUILD_ENV=(MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" CFLAGS="-g0")
         if [ "$DEVICE" = cuda ]; then
-            [ -n "$NVCC" ] || NVCC="$(ls "$SITE"/nvidia/*/bin/nvcc 2>/dev/null | head -n 1 || true)"
+            [ -n "$NVCC" ] || find_nvcc  # a wheel's nvcc may have come with torch (step 2)
             [ -n "$NVCC" ] || fail "no nvcc: install the CUDA toolkit (or pip install nvidia-cuda-nvcc for your CUDA) and set CUDA_HOME"
-            CUDA_HOME="$(cuda_home_of "$NVCC")"
             # the toolkit's own headers first (crt/host_defines.h), then the headers
             # that torch's nvidia-* wheels carry (cusparse.h, cudnn.h, ...)
             CPATH_CUDA="$CUDA_HOME/include$(for d in "$SITE"/nvidia/*/include; do [ -d "$d" ] && printf ':%s' "$d"; done)"

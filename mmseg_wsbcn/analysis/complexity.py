@@ -31,25 +31,25 @@ def input_shape_of(shape: Sequence[int]) -> Tuple[int, int, int]:
 
 
 def segmentor_complexity(model: nn.Module,
-                         input_shape: Tuple[int, int, int],
-                         with_auxiliary: bool = False) -> Dict[str, int]:
+                         input_shape: Tuple[int, int, int]) -> Dict:
     """Count the FLOPs (multiply-adds, as fvcore and MMEngine count them)
     and the parameters of one inference of ``model`` on a random image.
 
     Args:
         model (nn.Module): An mmseg segmentor (``EncoderDecoder``), on the
             device to count on. It is put in eval mode; SyncBN is reverted
-            to BN. Its auxiliary head is left out unless ``with_auxiliary``
-            (it does not run at inference; mmseg's tool drops it too).
+            to BN. Its auxiliary head is left out (it does not run at
+            inference; mmseg's tool drops it too).
         input_shape (tuple): ``(3, H, W)``.
-        with_auxiliary (bool): Count the auxiliary head's parameters too.
 
     Returns:
-        dict: ``flops`` and ``params`` (ints).
+        dict: ``flops`` and ``params`` (ints), and ``flops_str`` and
+        ``params_str`` (MMEngine's format, e.g. ``'7.492G'``, as mmseg's
+        tool prints them).
     """
     from mmseg.structures import SegDataSample
     model = revert_sync_batchnorm(model)
-    if not with_auxiliary and getattr(model, 'auxiliary_head', None):
+    if getattr(model, 'auxiliary_head', None):
         model.auxiliary_head = None
     meta = dict(ori_shape=input_shape[-2:], pad_shape=input_shape[-2:],
                 img_shape=input_shape[-2:])
@@ -61,4 +61,5 @@ def segmentor_complexity(model: nn.Module,
     with torch.no_grad():
         out = get_model_complexity_info(
             model, inputs=data['inputs'], show_table=False, show_arch=False)
-    return dict(flops=int(out['flops']), params=int(out['params']))
+    return dict(flops=int(out['flops']), params=int(out['params']),
+                flops_str=out['flops_str'], params_str=out['params_str'])

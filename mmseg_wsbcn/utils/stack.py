@@ -9,7 +9,7 @@ own ``__version__``, not distribution names, so it accepts either stack
 however it was installed, and says in one line what is missing.
 """
 import importlib
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional
 
 from packaging.version import Version
 
@@ -77,7 +77,9 @@ def _stack_message(versions: Dict[str, str]) -> str:
     return (f'mmseg_wsbcn needs {_wanted()}; found {found}; {INSTALL_HINT}')
 
 
-def _import_version(module: str) -> Tuple[object, str]:
+def _import_version(module: str) -> str:
+    """``module.__version__``, importing it; a missing module is a
+    :class:`StackError`."""
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
@@ -85,7 +87,7 @@ def _import_version(module: str) -> Tuple[object, str]:
             raise  # the module is there but one of its imports fails
         raise StackError(f'mmseg_wsbcn needs {module}, which is not '
                          f'installed: {_wanted()}; {INSTALL_HINT}') from e
-    return mod, str(getattr(mod, '__version__', '0'))
+    return str(getattr(mod, '__version__', '0'))
 
 
 def check_stack() -> str:
@@ -100,14 +102,11 @@ def check_stack() -> str:
     Raises:
         StackError: a module is missing, or the versions are no stack.
     """
-    versions = {}
-    for module in ('mmcv', 'mmengine'):
-        versions[module] = _import_version(module)[1]
-    if not any(all(versions[m].split('+')[0] in ranges[m] for m in versions)
-               for ranges in STACKS.values()):
+    versions = {m: _import_version(m) for m in ('mmcv', 'mmengine')}
+    if matching_stack(versions) is None:
         raise StackError(_stack_message(versions))
     try:
-        versions['mmseg'] = _import_version('mmseg')[1]
+        versions['mmseg'] = _import_version('mmseg')
     except AssertionError as e:  # mmseg's own check of the mmcv version
         raise StackError(
             _stack_message(dict(versions, mmseg='(refuses to import)'))) \

@@ -21,17 +21,10 @@ from mmseg_wsbcn.utils.quiet import hide_known_warnings
 PROG = 'get_flops.py'
 
 
-def _format_size(x: int) -> str:
-    """mmseg's format: ``'12.345G'`` (three decimals, G/M/K)."""
-    for unit, size in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
-        if x >= size:
-            return f'{x / size:.3f}{unit}'
-    return str(x)
-
-
 @exit_on_error(PROG)
 def main(argv=None) -> dict:
-    """Run the tool; return ``dict(flops, params, input_shape)``."""
+    """Run the tool; return :func:`segmentor_complexity`'s dict with
+    ``input_shape``."""
     parser = OneLineErrorParser(
         prog=PROG, description='Get the FLOPs of a segmentor')
     parser.add_argument('config', help='config file path')
@@ -56,8 +49,8 @@ def main(argv=None) -> dict:
     line = '=' * 30
     print(f'{line}\nCompute type: direct: randomly generate a picture\n'
           f'Input shape: {input_shape[-2:]}\n'
-          f'Flops: {_format_size(result["flops"])}\n'
-          f'Params: {_format_size(result["params"])}\n{line}')
+          f'Flops: {result["flops_str"]}\n'
+          f'Params: {result["params_str"]}\n{line}')
     return dict(result, input_shape=input_shape)
 
 
