@@ -6,10 +6,10 @@ A thin layer over :func:`mmseg.apis.init_model`, which does the work
 things a WS + BCN model needs:
 
 - the checkpoint the caller names is read by
-  :func:`~mmseg_wsbcn.engine.load_checkpoint_file` (MMEngine's training
-  checkpoints hold more than tensors, which torch >= 2.6 refuses by
-  default; see :mod:`mmseg_wsbcn.engine.checkpoint_files`), and its
-  ``dataset_meta`` set as mmseg sets it;
+  :func:`~mmseg_wsbcn.engine.load_checkpoint_file`, with
+  ``weights_only=True`` unless ``trust_checkpoint=True`` (see
+  :mod:`mmseg_wsbcn.engine.checkpoint_files`), and its ``dataset_meta`` set
+  as mmseg sets it;
 - ``fold=True`` replaces every ``WSConv2d`` by the plain conv holding its
   standardized weight (:func:`~mmseg_wsbcn.models.utils.fold_ws_conv`), so
   no standardization runs at inference.
@@ -24,6 +24,7 @@ from mmseg.apis import init_model as mmseg_init_model
 from mmseg.utils import dataset_aliases, get_classes, get_palette
 
 from ..engine.checkpoint_files import load_checkpoint_file, load_weights
+from ..engine.remote_checkpoint import HTTP_PREFIXES, download_checkpoint
 from ..models.utils import fold_ws_conv
 
 
@@ -31,19 +32,23 @@ def init_model(config: Union[str, Config],
                checkpoint: Optional[str] = None,
                device: Optional[str] = None,
                fold: bool = False,
-               cfg_options: Optional[dict] = None) -> nn.Module:
+               cfg_options: Optional[dict] = None,
+               trust_checkpoint: bool = False) -> nn.Module:
     """Build a segmentor from a config, load a checkpoint, set eval mode.
 
     Args:
         config (str or Config): Config file path or the config itself.
-        checkpoint (str, optional): Checkpoint to load (a local file is
-            trusted, as for ``load_from``). ``None`` keeps the weights the
-            config initializes.
+        checkpoint (str, optional): Checkpoint to load, a local file or an
+            ``http(s)://`` URL, read with ``weights_only=True``. ``None``
+            keeps the weights the config initializes.
         device (str, optional): Where to put the model. Defaults to
             ``'cuda:0'`` when CUDA is available, else ``'cpu'``.
         fold (bool): Fold Weight Standardization into plain convs. Outputs
             are unchanged up to float rounding. Defaults to False.
         cfg_options (dict, optional): Overrides merged into the config.
+        trust_checkpoint (bool): Unpickle the checkpoint fully
+            (``weights_only=False``), which runs any code it holds: only for
+            a file you trust. Defaults to False.
 
     Returns:
         nn.Module: The segmentor in eval mode, with ``cfg`` and
@@ -59,7 +64,11 @@ def init_model(config: Union[str, Config],
         device = 'cuda:0' if torch.cuda.is_available() else 'cpu'
     model = mmseg_init_model(config, None, device, cfg_options)
     if checkpoint is not None:
-        loaded = load_checkpoint_file(checkpoint, map_location='cpu')
+        loaded = load_checkpoint_file(
+            download_checkpoint(checkpoint)
+            if checkpoint.startswith(HTTP_PREFIXES) else checkpoint,
+            map_location='cpu',
+            trust=trust_checkpoint)
         load_weights(model, loaded)
         model.dataset_meta = _dataset_meta(loaded.get('meta') or {}, model)
     if fold:

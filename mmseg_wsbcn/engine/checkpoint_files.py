@@ -4,18 +4,21 @@ one ``--resume`` may use.
 
 - :func:`load_checkpoint_file` reads a local checkpoint the user named for
   this run (``--resume``, ``load_from``, ``tools/test.py CHECKPOINT``,
-  ``init_model``). MMEngine 0.10.7's training checkpoints hold more than
-  tensors (``HistoryBuffer``, numpy arrays, which pickle through
-  ``builtins.getattr``), so torch >= 2.6's default ``weights_only=True``
-  refuses them; allow-listing ``getattr`` would open the unpickler to
-  anything. The file the user named is therefore read with
-  ``weights_only=False`` (trusted), and only that one: pretrained backbones
-  named in ``init_cfg=dict(type='Pretrained', ...)`` keep MMEngine's loader
-  and torch's safe default. An unreadable file is
-  :class:`CheckpointLoadError`, one line naming it.
+  ``init_model``) without running code from it: ``torch.load`` with
+  ``weights_only=True`` and the allow-list of
+  :mod:`~mmseg_wsbcn.engine.safe_load`. A file that names other globals
+  (MMEngine's ``HistoryBuffer``, a crafted ``__reduce__`` payload) is read
+  partially: the values that hold such a global are left out with one
+  warning line, and when that touches the weights the file is refused with
+  :class:`UntrustedCheckpointError`, one line naming the file and the
+  opt-in (``--trust-checkpoint``, ``init_model(trust_checkpoint=True)``)
+  that unpickles it fully. The toolkit's own checkpoints are plain data
+  (:mod:`~mmseg_wsbcn.engine.plain_checkpoint`) and load whole. An
+  unreadable file is :class:`CheckpointLoadError`, one line naming it.
 - :func:`resume_candidates` lists what ``--resume`` may use, newest first,
   so that a damaged newest file falls back to the one before it.
 """
+import logging
 import os
 import os.path as osp
 import re
@@ -23,11 +26,14 @@ from typing import Iterable, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import load_state_dict
 
 from ..utils.errors import OneLineError, first_sentence
 from ..utils.state_dict import (DEFAULT_REVISE_KEYS, checkpoint_weights,
                                 revise_keys)
+from .plain_checkpoint import from_plain
+from .safe_load import is_under, prune_unread, safe_load
 
 #: The file MMEngine's CheckpointHook writes the newest checkpoint's path to.
 LAST_CHECKPOINT = 'last_checkpoint'
@@ -49,29 +55,85 @@ class CheckpointLoadError(OneLineError, RuntimeError):
         return error
 
 
-def load_checkpoint_file(filename: str, map_location=None) -> dict:
-    """``torch.load`` a local checkpoint the user named for this run.
+class UntrustedCheckpointError(OneLineError, RuntimeError):
+    """A checkpoint's weights can only be read by full unpickling, which can
+    run code; the message is one line naming the file and the opt-in."""
+
+
+#: How the tools and :func:`~mmseg_wsbcn.apis.init_model` are told to
+#: unpickle a checkpoint fully, for the message.
+TRUST_OPT_IN = ('pass --trust-checkpoint to the tool (trust_checkpoint=True '
+                'for init_model)')
+
+
+def load_checkpoint_file(filename: str,
+                         map_location=None,
+                         trust: bool = False) -> dict:
+    """Load a local checkpoint the user named for this run.
 
     Args:
         filename (str): The file (``~`` is expanded).
         map_location: As for ``torch.load``.
+        trust (bool): Unpickle the file fully (``weights_only=False``),
+            which runs any code it holds: only for a file the user vouches
+            for. Defaults to False.
 
     Returns:
-        dict: The checkpoint.
+        dict: The checkpoint, with the toolkit's plain-data training state
+        turned back into MMEngine's objects. Without ``trust``, values
+        that only full unpickling can read are left out (one warning).
 
     Raises:
         FileNotFoundError: There is no such file.
         CheckpointLoadError: torch cannot read it.
+        UntrustedCheckpointError: Its weights (or the whole file) can only
+            be read by full unpickling.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
+    if osp.getsize(filename) == 0:
+        raise CheckpointLoadError.for_file(filename, 'empty file')
     try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=False)
+        if trust:
+            checkpoint = torch.load(
+                filename, map_location=map_location, weights_only=False)
+        else:
+            checkpoint, unsafe = safe_load(filename, map_location)
+            if unsafe:
+                checkpoint = _keep_safe_part(filename, checkpoint, unsafe)
+    except UntrustedCheckpointError:
+        raise
     except Exception as e:  # RuntimeError, EOFError, UnpicklingError, ...
         raise CheckpointLoadError.for_file(filename, first_sentence(e)) \
             from e
+    return from_plain(checkpoint) if isinstance(checkpoint, dict) \
+        else checkpoint
+
+
+def _keep_safe_part(filename: str, checkpoint, unsafe: List[str]) -> dict:
+    """The checkpoint without the values that hold an unread global; the
+    weights must be complete."""
+    names = ', '.join(unsafe[:3]) + (', ...' if len(unsafe) > 3 else '')
+    kept, dropped = prune_unread(checkpoint)
+    weights = 'state_dict' if isinstance(kept, dict) \
+        and 'state_dict' in kept else ''
+    if kept is None or not isinstance(kept, dict) or any(
+            not weights or is_under(path, weights) for path in dropped):
+        error = UntrustedCheckpointError(
+            f"refusing to unpickle checkpoint '{filename}': its weights need "
+            f'{names}, which only full unpickling reads, and that can run '
+            f'code; if you trust this file, {TRUST_OPT_IN}')
+        error.filename, error.reason = filename, f'holds {names}'
+        raise error
+    shown = ', '.join(dropped[:3]) + (', ...' if len(dropped) > 3 else '')
+    print_log(
+        f"checkpoint '{filename}' read safely without {shown} (they hold "
+        f'{names}, which only full unpickling reads); to read them, '
+        f'{TRUST_OPT_IN}',
+        logger='current',
+        level=logging.WARNING)
+    return kept
 
 
 def load_weights(model: nn.Module,

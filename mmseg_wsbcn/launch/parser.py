@@ -23,7 +23,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Add mmseg's ``--cfg-options``, ``--launcher`` and ``--local_rank``
-    (with mmseg's help texts)."""
+    (with mmseg's help texts), and ``--trust-checkpoint``."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -39,8 +39,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    add_trust_argument(parser)
     # torch.distributed.launch passes --local-rank (torch >= 2.0)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--trust-checkpoint``, the opt-in to unpickle the checkpoint the
+    user names fully."""
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='unpickle the checkpoint fully (weights_only=False), which runs '
+        'any code it holds: only for a file you trust. By default it is '
+        'read with weights_only=True')
 
 
 def parse_run_args(parser: argparse.ArgumentParser,

@@ -32,6 +32,8 @@ from mmseg_wsbcn.deploy.export import (DEFAULT_OPSET, SUPPORTED_OPSETS,
                                        preprocess_image, preprocess_meta)
 from mmseg_wsbcn.engine import load_checkpoint_file
 from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
+from mmseg_wsbcn.launch.build_checks import check_build_config
+from mmseg_wsbcn.launch.parser import add_trust_argument
 from mmseg_wsbcn.utils.errors import ToolError
 from mmseg_wsbcn.utils.quiet import hide_known_warnings
 from mmseg_wsbcn.utils.state_dict import compare_checkpoint
@@ -68,6 +70,7 @@ def parse_args(argv=None):
         '--no-verify',
         action='store_true',
         help='skip the ONNX Runtime check and the timings')
+    add_trust_argument(parser)
     parser.add_argument(
         '--runs',
         type=int,
@@ -93,9 +96,9 @@ def check_args(args) -> None:
         raise ToolError(f'output folder not found: {out_dir}')
 
 
-def check_checkpoint(cfg, path: str) -> None:
+def check_checkpoint(cfg, path: str, trust: bool = False) -> None:
     """Raise ToolError when the checkpoint does not fit the config."""
-    checkpoint = load_checkpoint_file(path, map_location='cpu')
+    checkpoint = load_checkpoint_file(path, map_location='cpu', trust=trust)
     if not isinstance(checkpoint, dict):
         raise ToolError(f'checkpoint {path} holds a '
                         f'{type(checkpoint).__name__}, not a state dict')
@@ -154,14 +157,18 @@ def run(args) -> None:
 
     check_args(args)
     cfg = Config.fromfile(args.config)
-    check_checkpoint(cfg, args.checkpoint)
+    # mmseg's init_model builds in the config's scope, else mmseg's
+    check_build_config(
+        cfg, mode='model', scope=cfg.get('default_scope', 'mmseg'))
+    check_checkpoint(cfg, args.checkpoint, args.trust_checkpoint)
     if not args.no_verify:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ToolError('verification needs onnxruntime (the optional '
                             '`deploy` extra); or pass --no-verify')
-    reference = init_model(cfg, args.checkpoint, 'cpu')
+    reference = init_model(
+        cfg, args.checkpoint, 'cpu', trust_checkpoint=args.trust_checkpoint)
     model = copy.deepcopy(reference)
     if not args.no_fold:
         report = fold_bcn_ws(model)

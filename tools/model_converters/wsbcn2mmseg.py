@@ -17,35 +17,28 @@ import time
 
 import torch
 
+from mmseg_wsbcn.engine import (CheckpointLoadError, UntrustedCheckpointError,
+                                load_checkpoint_file)
 from mmseg_wsbcn.launch import OneLineErrorParser, exit_on_error
 from mmseg_wsbcn.models.utils.ckpt_convert import (ConversionError,
                                                    convert_wsbcn_state_dict,
                                                    unwrap_state_dict)
 from mmseg_wsbcn.utils.atomic import atomic_path
-from mmseg_wsbcn.utils.errors import first_sentence
 
 PROG = 'wsbcn2mmseg.py'
 
 
 def load(src: str) -> object:
-    """``torch.load`` with ``weights_only=True``; one-line errors."""
+    """Read ``src`` with ``weights_only=True``
+    (:func:`~mmseg_wsbcn.engine.load_checkpoint_file`); one-line errors."""
     if not osp.isfile(src):
         raise ConversionError('no such file')
     try:
-        return torch.load(src, map_location='cpu', weights_only=True)
-    except Exception as e:  # pickle, zip and weights-only errors differ
+        return load_checkpoint_file(src, map_location='cpu')
+    except (CheckpointLoadError, UntrustedCheckpointError) as e:
         raise ConversionError(
             'not a checkpoint that torch.load(weights_only=True) can read '
-            f'({_reason(e)})') from e
-
-
-def _reason(exc: Exception) -> str:
-    """The informative part of a ``torch.load`` error, in one line."""
-    text = str(exc).strip()
-    if 'WeightsUnpickler error:' in text:  # the reason follows the advice
-        after = text.split('WeightsUnpickler error:', 1)[1].strip()
-        return 'weights-only unpickler: ' + after.splitlines()[0].strip()
-    return first_sentence(exc)
+            f'({e.reason})') from e
 
 
 def save(obj: dict, dst: str) -> None:

@@ -9,6 +9,12 @@ writes both through :func:`~mmseg_wsbcn.utils.atomic.atomic_path`, so the
 previous files stay intact until the new one is complete, and turns a
 failed write (a full disk) into :class:`CheckpointSaveError`.
 
+Every checkpoint it saves is plain data
+(:func:`~mmseg_wsbcn.engine.plain_checkpoint.to_plain`, in
+``before_save_checkpoint``, which ``Runner.save_checkpoint`` calls after
+the other hooks' since this hook's priority is ``VERY_LOW``), so
+``torch.load(weights_only=True)`` reads it whole, ``--resume`` included.
+
 Name it in ``default_hooks.checkpoint`` (``type='AtomicCheckpointHook'``);
 :class:`~mmseg_wsbcn.engine.SafeCheckpointRunner` uses it in place of a
 plain ``CheckpointHook`` by itself.
@@ -23,6 +29,7 @@ from mmengine.registry import HOOKS
 from ...utils.atomic import atomic_open, atomic_path
 from ...utils.errors import OneLineError
 from ..checkpoint_files import LAST_CHECKPOINT
+from ..plain_checkpoint import to_plain
 
 
 class CheckpointSaveError(OneLineError, RuntimeError):
@@ -36,6 +43,10 @@ class AtomicCheckpointHook(CheckpointHook):
     atomic. Takes ``CheckpointHook``'s arguments; checkpoints on a remote
     backend (``backend_args``, a URL ``out_dir``) are saved as MMEngine
     saves them, since renaming is a local-disk guarantee."""
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Make the checkpoint plain data before it is written."""
+        to_plain(checkpoint)
 
     def _is_local(self) -> bool:
         return self.file_client_args is None and self.backend_args is None \
