@@ -7,8 +7,8 @@ does.
 Example::
 
     python tools/misc/publish_model.py work_dirs/RUN/iter_80000.pth \
-        releases/deeplabv3_r50-d8_bcn-ws_8xb1-80k_cityscapes-512x1024.pth
-    # -> releases/deeplabv3_r50-d8_bcn-ws_8xb1-80k_cityscapes-512x1024-3f1c2a9b.pth
+        releases/deeplabv3_bcn-ws_cityscapes.pth
+    # -> releases/deeplabv3_bcn-ws_cityscapes-3f1c2a9b.pth
 
 The input is read with ``weights_only=True`` (docs/train_test.md); see
 ``mmseg_wsbcn/engine/publish.py`` for why mmseg's own script is not used.
