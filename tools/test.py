@@ -28,6 +28,7 @@ from mmseg_wsbcn.launch import (OneLineErrorParser, add_run_arguments,
                                 build_runner, check_paths,
                                 check_slide_inference, exit_on_error,
                                 parse_run_args, prepare_config, run_and_finish)
+from mmseg_wsbcn.launch.build_checks import check_build_config
 from mmseg_wsbcn.utils.errors import ToolError
 from mmseg_wsbcn.utils.quiet import hide_known_warnings
 
@@ -136,6 +137,8 @@ def main(argv=None) -> dict:
         work_dir=args.work_dir,
         cfg_options=args.cfg_options,
         launcher=args.launcher)
+    if args.trust_checkpoint:
+        cfg.trust_checkpoint = True
     cfg.load_from = args.checkpoint
     check_slide_inference(cfg)
     if args.show or args.show_dir:
@@ -151,6 +154,7 @@ def main(argv=None) -> dict:
     if args.format_cityscapes:
         add_metric(cfg, cityscapes_format_metric(cfg, args.format_cityscapes))
     check_paths(cfg, mode='test')
+    check_build_config(cfg, mode='test')
     runner = build_runner(cfg)
     runner.register_hook(
         CheckpointMatchHook(

@@ -16,6 +16,7 @@ import argparse
 from mmseg_wsbcn.launch import (OneLineErrorParser, add_run_arguments,
                                 build_runner, check_paths, exit_on_error,
                                 parse_run_args, prepare_config, run_and_finish)
+from mmseg_wsbcn.launch.build_checks import check_build_config
 from mmseg_wsbcn.utils.errors import ToolError
 from mmseg_wsbcn.utils.quiet import hide_known_warnings
 
@@ -65,10 +66,13 @@ def main(argv=None):
         work_dir=args.work_dir,
         cfg_options=args.cfg_options,
         launcher=args.launcher)
+    if args.trust_checkpoint:
+        cfg.trust_checkpoint = True
     if args.amp:
         enable_amp(cfg)
     cfg.resume = args.resume
     check_paths(cfg, mode='train')
+    check_build_config(cfg, mode='train')
     runner = build_runner(cfg)
     run_and_finish('train.py', runner.train, cfg,
                    lambda: f'at iteration {runner.iter + 1}')

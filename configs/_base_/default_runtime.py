@@ -11,3 +11,7 @@ runner_type = 'SafeCheckpointRunner'
 # (custom_hooks = _base_.custom_hooks + [...]), so it stays first; switch it
 # off for one run with --cfg-options custom_hooks.0.enabled=False.
 custom_hooks = [dict(type='StopOnNonFiniteLossHook')]
+# On SIGTERM/SIGUSR1 (slurm's warning before it kills a job) training saves
+# a checkpoint after the iteration and exits with status 75: the runner adds
+# PreemptionHook when custom_hooks lists none (list it to configure it, e.g.
+# dict(type='PreemptionHook', enabled=False); docs/distributed.md).

@@ -5,12 +5,17 @@
 let a subclass change:
 
 - ``load_checkpoint`` (which ``resume`` and ``load_from`` go through) reads
-  the local file the user named with
-  :func:`~mmseg_wsbcn.engine.checkpoint_files.load_checkpoint_file`: it
-  loads under torch >= 2.6, and an unreadable file is one line;
+  the file the user named (a local path or an ``http(s)://`` URL) with
+  :func:`~mmseg_wsbcn.engine.checkpoint_files.load_checkpoint_file`:
+  ``weights_only=True``, never running code from it, unless the config sets
+  ``trust_checkpoint=True`` (``--trust-checkpoint``); an unreadable or
+  untrusted file is one line;
 - ``load_or_resume`` resumes from the newest *intact* checkpoint;
 - ``register_hooks`` puts :class:`~mmseg_wsbcn.engine.hooks.
-  AtomicCheckpointHook` in place of a plain ``CheckpointHook``;
+  AtomicCheckpointHook` in place of a plain ``CheckpointHook``, and adds
+  :class:`~mmseg_wsbcn.engine.hooks.PreemptionHook` (save and stop on
+  SIGTERM/SIGUSR1) when ``custom_hooks`` lists none;
+- ``train`` lets that hook catch its signals from its start to its end;
 - ``build_dataloader`` wraps each dataset's pipeline in the
   :class:`~mmseg_wsbcn.datasets.CheckedPipeline` transform.
 
@@ -36,10 +41,19 @@ from ..utils.state_dict import DEFAULT_REVISE_KEYS, unwrap_model
 from .checkpoint_files import (LAST_CHECKPOINT, CheckpointLoadError,
                                load_checkpoint_file, load_weights,
                                read_last_checkpoint, resume_candidates)
+from .hooks import PreemptionHook
+from .remote_checkpoint import HTTP_PREFIXES, load_from_http_safely
 
 
 class ResumeError(OneLineError, RuntimeError):
     """``--resume`` found no intact checkpoint in the work dir."""
+
+
+def _is_preemption_hook(hook) -> bool:
+    """Whether a ``custom_hooks`` entry is a :class:`PreemptionHook`."""
+    if isinstance(hook, dict):
+        return hook.get('type') in ('PreemptionHook', PreemptionHook)
+    return isinstance(hook, PreemptionHook)
 
 
 def _reason(exc: Union[str, Exception]) -> str:
@@ -63,26 +77,63 @@ class SafeCheckpointRunner(Runner):
     it raises :class:`ResumeError`.
     """
 
+    #: Unpickle the checkpoints this runner loads fully (``weights_only=
+    #: False``): set from the config's ``trust_checkpoint`` (the tools'
+    #: ``--trust-checkpoint``), for files the user vouches for.
+    trust_checkpoint: bool = False
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'SafeCheckpointRunner':
+        """As ``Runner.from_cfg``, plus the config's ``trust_checkpoint``
+        (default False)."""
+        runner = super().from_cfg(cfg)
+        runner.trust_checkpoint = bool(cfg.get('trust_checkpoint', False))
+        return runner
+
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         default_hooks = copy.deepcopy(dict(default_hooks or {}))
         checkpoint = default_hooks.get('checkpoint')
         if isinstance(checkpoint, dict) and \
                 checkpoint.get('type') in ('CheckpointHook', None):
             checkpoint['type'] = 'AtomicCheckpointHook'
+        custom_hooks = list(custom_hooks or [])
+        if not any(_is_preemption_hook(h) for h in custom_hooks):
+            custom_hooks.append(dict(type='PreemptionHook'))
         super().register_hooks(default_hooks, custom_hooks)
+
+    def train(self):
+        """As ``Runner.train``; the :class:`~mmseg_wsbcn.engine.hooks.
+        PreemptionHook` catches its signals from the start (the train
+        loop's DataLoader workers, started before any hook runs, inherit
+        the handler) and puts the previous handlers back at the end, also
+        when training fails."""
+        hooks = [h for h in self.hooks if isinstance(h, PreemptionHook)]
+        for hook in hooks:
+            hook.install()
+        try:
+            return super().train()
+        finally:
+            for hook in hooks:
+                hook.restore()
 
     def load_checkpoint(self,
                         filename: str,
                         map_location='cpu',
                         strict: bool = False,
                         revise_keys=DEFAULT_REVISE_KEYS):
-        """As ``Runner.load_checkpoint``; a local file is read by
+        """As ``Runner.load_checkpoint``; a local file or ``http(s)://`` URL
+        is read by
         :func:`~mmseg_wsbcn.engine.checkpoint_files.load_checkpoint_file`.
         """
-        if '://' in str(filename):
+        if str(filename).startswith(HTTP_PREFIXES):
+            checkpoint = load_from_http_safely(filename, map_location,
+                                               self.trust_checkpoint)
+        elif '://' in str(filename):
             return super().load_checkpoint(filename, map_location, strict,
                                            list(revise_keys))
-        checkpoint = load_checkpoint_file(filename, map_location)
+        else:
+            checkpoint = load_checkpoint_file(filename, map_location,
+                                              self.trust_checkpoint)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         load_weights(unwrap_model(self.model), checkpoint, strict, revise_keys)
         self._has_loaded = True

@@ -3,7 +3,7 @@
 long-running work starts, so that a typo costs one clear line, not a
 traceback from deep inside MMEngine ten minutes later."""
 import os.path as osp
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 
@@ -31,6 +31,24 @@ def iter_dataset_cfgs(cfg: ConfigDict,
         yield from iter_dataset_cfgs(sub, f'{where}.datasets[{i}]')
 
 
+def loader_names(cfg: Config, mode: str) -> List[str]:
+    """The dataloaders the runner of ``mode`` builds: those of
+    :data:`_LOADERS` that the config sets (``val_dataloader`` only with a
+    ``val_cfg``).
+
+    Args:
+        cfg (Config): The full config.
+        mode (str): ``'train'`` (train and val loaders) or ``'test'``.
+
+    Returns:
+        list[str]: E.g. ``['train_dataloader', 'val_dataloader']``.
+    """
+    return [
+        loader for loader in _LOADERS[mode] if cfg.get(loader) is not None
+        and not (loader == 'val_dataloader' and cfg.get('val_cfg') is None)
+    ]
+
+
 def check_data_roots(cfg: Config, mode: str) -> None:
     """Raise :class:`ToolError` if a dataset of ``mode`` names a missing
     ``data_root``.
@@ -39,10 +57,7 @@ def check_data_roots(cfg: Config, mode: str) -> None:
         cfg (Config): The full config.
         mode (str): ``'train'`` (train and val loaders) or ``'test'``.
     """
-    for loader in _LOADERS[mode]:
-        if cfg.get(loader) is None or (loader == 'val_dataloader'
-                                       and cfg.get('val_cfg') is None):
-            continue
+    for loader in loader_names(cfg, mode):
         for where, ds in iter_dataset_cfgs(cfg[loader].get('dataset'),
                                            f'{loader}.dataset'):
             root = ds.get('data_root')

@@ -17,7 +17,7 @@ With CUDA, or in one process, the config is used as it is.
 """
 import functools
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, NoReturn, Optional
 
 import torch
 from mmengine.config import Config
@@ -53,6 +53,11 @@ def build_runner(cfg: Config) -> Runner:
         print_log(
             'No CUDA on this machine, so the distributed run is adapted: ' +
             '; '.join(changes) + '.',
+            logger='current')
+    if getattr(cfg, 'trust_checkpoint', False):
+        print_log(
+            'trust_checkpoint: the checkpoints of this run are unpickled '
+            'fully (weights_only=False)',
             logger='current')
     try:
         if 'runner_type' not in cfg:
@@ -108,11 +113,22 @@ def model_config_error(exc: ValueError, cfg: Config) -> Optional[str]:
             '8) for ResNet backbones and DeepLabv3 heads')
 
 
+def _exit_with(message: str, status: int) -> NoReturn:
+    """Exit with ``message`` on stderr and ``status``: ``sys.exit(message)``
+    for status 1, as for every one-line error; for another status (a run
+    stopped by a signal, :class:`~mmseg_wsbcn.engine.hooks.
+    TrainingPreempted`), the message, then that status."""
+    if status == 1:
+        sys.exit(message)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
 def exit_on_error(prog: str) -> Callable[[Callable], Callable]:
     """Decorate a tool's ``main``: a
     :class:`~mmseg_wsbcn.utils.errors.OneLineError` it raises exits with
-    ``<prog>: error: <message>`` (status 1), the one way the tools report
-    one.
+    ``<prog>: error: <message>`` (status 1, or the error's
+    ``exit_status``), the one way the tools report one.
 
     Example:
         >>> @exit_on_error('train.py')
@@ -126,7 +142,8 @@ def exit_on_error(prog: str) -> Callable[[Callable], Callable]:
             try:
                 return main(*args, **kwargs)
             except OneLineError as e:
-                sys.exit(f'{prog}: error: {one_line_message(e)}')
+                _exit_with(f'{prog}: error: {one_line_message(e)}',
+                           e.exit_status)
 
         return wrapped
 
@@ -142,7 +159,9 @@ def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
     (a non-finite loss, a checkpoint that does not match the model or
     cannot be read, a sample that does not load) and a peer that died or
     hangs (:func:`~mmseg_wsbcn.engine.dist.distributed_failure_message`)
-    exit with ``<prog>: error: <message>``; anything else is re-raised.
+    exit with ``<prog>: error: <message>`` (status 1, or the error's
+    ``exit_status``: 75 for a run that a signal stopped after saving its
+    checkpoint); anything else is re-raised.
 
     Args:
         prog (str): The tool's name for the message, e.g. ``'train.py'``.
@@ -160,7 +179,7 @@ def run_and_finish(prog: str, stage: Callable[[], Any], cfg: Config,
         # the NaN hook stops every rank; a bad checkpoint or sample fails on
         # every rank that meets it
         finish_distributed(wait=False)
-        sys.exit(f'{prog}: error: {one_line_message(e)}')
+        _exit_with(f'{prog}: error: {one_line_message(e)}', e.exit_status)
     except BaseException as e:
         msg = distributed_failure_message(e, cfg, where())
         finish_distributed(wait=False)

@@ -8,7 +8,7 @@ derives from :class:`OneLineError`. It is raised where the cause is known,
 with the whole message, and caught in one place: the tools'
 :func:`~mmseg_wsbcn.launch.run.run_and_finish` and
 :func:`~mmseg_wsbcn.launch.run.exit_on_error`, which print
-``<tool>: error: <message>`` and exit 1.
+``<tool>: error: <message>`` and exit 1 (or the error's ``exit_status``).
 """
 
 
@@ -18,7 +18,15 @@ class OneLineError(Exception):
 
     Subclasses take a single message argument (PyTorch's DataLoader
     re-raises an error of a worker as ``type(e)(text)``).
+
+    Attributes:
+        exit_status (int): The status a tool exits with when this error
+            ends a run (1; a subclass may name a status that scripts act
+            on, e.g. :data:`~mmseg_wsbcn.engine.hooks.
+            PREEMPTED_EXIT_STATUS`).
     """
+
+    exit_status: int = 1
 
 
 class ToolError(OneLineError):

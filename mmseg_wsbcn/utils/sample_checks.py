@@ -11,8 +11,8 @@ load image``, and a label 40 in a 19-class set reaches ``cross_entropy`` as
   ``[0, num_classes)`` or equal the ignore index (after
   ``reduce_zero_label``). ``tools/misc/check_dataset.py`` runs it over a
   whole dataset.
-- :class:`~mmseg_wsbcn.engine.hooks.SampleCheckHook` checks every sample
-  a run loads, cheaply, and raises :class:`DataSampleError`.
+- :class:`~mmseg_wsbcn.datasets.CheckedPipeline` checks every
+  sample a run loads, cheaply, and raises :class:`DataSampleError`.
 """
 import os.path as osp
 from typing import Callable, List, NamedTuple, Optional, Sequence
@@ -50,6 +50,26 @@ def bad_label_values(values: Sequence[int], num_classes: int,
     return sorted(
         int(v) for v in values
         if not (0 <= int(v) < num_classes or int(v) == ignore_index))
+
+
+def size_mismatch(image_hw: Sequence[int],
+                  label_hw: Sequence[int]) -> Optional[str]:
+    """``'image 128x256, label 120x256'`` when an image and its label
+    differ in size (height x width), else ``None``.
+
+    Args:
+        image_hw (Sequence[int]): The image's shape; its first two entries
+            are the height and width.
+        label_hw (Sequence[int]): The label's shape, likewise.
+
+    Returns:
+        str | None: Both sizes as ``HxW``, or ``None`` when they are equal.
+    """
+    image_hw, label_hw = tuple(image_hw[:2]), tuple(label_hw[:2])
+    if image_hw == label_hw:
+        return None
+    return (f'image {image_hw[0]}x{image_hw[1]}, label '
+            f'{label_hw[0]}x{label_hw[1]}')
 
 
 def _decode(path: str) -> Optional[np.ndarray]:
@@ -97,12 +117,10 @@ def check_sample(img_path: str,
             SampleProblem(seg_map_path, 'undecodable', 'not an image'))
         return problems
     label = load_label()
-    if image is not None and image.shape[:2] != label.shape[:2]:
-        problems.append(
-            SampleProblem(
-                seg_map_path, 'size mismatch',
-                f'image {image.shape[0]}x{image.shape[1]}, label '
-                f'{label.shape[0]}x{label.shape[1]}'))
+    mismatch = None if image is None else size_mismatch(
+        image.shape, label.shape)
+    if mismatch:
+        problems.append(SampleProblem(seg_map_path, 'size mismatch', mismatch))
     bad = bad_label_values(np.unique(label), num_classes, ignore_index)
     if bad:
         problems.append(

@@ -29,12 +29,14 @@ def tool_env(repo_root) -> Callable[..., Dict[str, str]]:
     ``extra`` added (values turned into strings): CPU only, one thread per
     process (as torchrun sets for several processes; it also makes the
     runs bit-reproducible), the repository and the test hooks
-    (``tests/data/hooks``) importable, no inherited rank variables."""
+    (``tests/data/hooks``) importable, no inherited rank variables (nor
+    the slurm job's, which tools/slurm_train.sh acts on)."""
 
     def make(**extra) -> Dict[str, str]:
         env = dict(os.environ)
         for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR',
-                    'MASTER_PORT', 'PORT', 'NNODES', 'NODE_RANK'):
+                    'MASTER_PORT', 'PORT', 'NNODES', 'NODE_RANK',
+                    'SLURM_JOB_ID', 'SLURM_RESTART_COUNT'):
             env.pop(key, None)
         hooks = osp.join(repo_root, 'tests', 'data', 'hooks')
         env['PYTHONPATH'] = os.pathsep.join(

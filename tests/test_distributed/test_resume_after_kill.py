@@ -7,9 +7,11 @@ CPU ops, one thread). Checkpoints are written to ``<name>.tmp`` and
 renamed, so the kill leaves no half-written checkpoint.
 
 The runs are usually bit-identical. The tolerances (weights 1e-6, BCN
-statistics 1e-5 in the units the layer uses them, see test_dist_train.py)
-only absorb float32 rounding: rarely, two fresh processes with the same
-seed already differ in the last bit of the first loss on this CPU build.
+statistics 1e-5 in the units the layer uses them, see test_dist_train.py;
+:func:`dist_helpers.assert_resumed_run_equals`, which
+test_preemption.py shares) only absorb float32 rounding: rarely, two fresh
+processes with the same seed already differ in the last bit of the first
+loss on this CPU build.
 """
 import glob
 import os.path as osp
@@ -20,9 +22,9 @@ import sys
 import time
 
 import pytest
-import torch
-from dist_helpers import (BCN_CONFIG, MAX_ITERS, RUN_TIMEOUT, bcn_errors,
-                          load_checkpoint, needs_gloo, rank_records)
+from dist_helpers import (BCN_CONFIG, MAX_ITERS, RUN_TIMEOUT,
+                          assert_resumed_run_equals, load_checkpoint,
+                          needs_gloo)
 
 pytestmark = needs_gloo
 
@@ -89,34 +91,6 @@ def test_resume_continues_from_the_last_checkpoint(resumed):
 
 def test_resumed_run_equals_the_uninterrupted_run(resumed, single_run):
     work_dir, last, _ = resumed
-    name = f'iter_{MAX_ITERS}.pth'
-    ref = load_checkpoint(osp.join(single_run.work_dir, name))
-    got = load_checkpoint(osp.join(work_dir, name))
-    ref_sd, got_sd = ref['state_dict'], got['state_dict']
-    assert ref_sd.keys() == got_sd.keys()
-    identical = all(torch.equal(ref_sd[k], got_sd[k]) for k in ref_sd)
-    stats = [k for k in ref_sd if '.pbn.running_' in k or 'num_batches' in k]
-    params = [k for k in ref_sd if k not in stats]
-    diff = max((ref_sd[k] - got_sd[k]).abs().max().item() for k in params)
-    err = bcn_errors({k: got_sd[k]
-                      for k in stats}, {k: ref_sd[k]
-                                        for k in stats})
-    print(f'\n[resume after kill] bit-identical: {identical}; max |weight '
-          f'diff| {diff:.3g}; BCN statistics {err}')
-    for key in params:
-        torch.testing.assert_close(
-            got_sd[key], ref_sd[key], rtol=0, atol=1e-6, msg=key)
-    assert err['mean'] <= 1e-5 and err['var'] <= 1e-5 and err['count'] == 0
-    # the optimizer state (SGD momentum) too
-    for a, b in zip(ref['optimizer']['state'].values(),
-                    got['optimizer']['state'].values()):
-        torch.testing.assert_close(
-            b['momentum_buffer'], a['momentum_buffer'], rtol=1e-4, atol=1e-6)
-    # and the losses: the iterations after the resume repeat the curve
     step = int(re.search(r'iter_(\d+)\.pth$', last).group(1))
-    ref_losses = rank_records(single_run.work_dir)
-    got_losses = rank_records(work_dir)
-    assert set(range(step + 1, MAX_ITERS + 1)) <= set(got_losses)
-    for it in got_losses:
-        assert got_losses[it]['losses']['loss'] == pytest.approx(
-            ref_losses[it]['losses']['loss'], abs=1e-6), it
+    measured = assert_resumed_run_equals(single_run.work_dir, work_dir, step)
+    print(f'\n[resume after kill] {measured}')

@@ -5,6 +5,7 @@ value, and no half-written file left behind."""
 import glob
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,41 @@ def test_bad_training_data(damage, needles, data_copy, tmp_path, run_tool,
                     f'train_dataloader.dataset.data_root={data_copy}/')
     assert_one_line_error(proc, 'train.py: error: ', *needles)
     assert str(data_copy) in proc.stderr
+
+
+LEFT = 'frankfurt_000000_000294left'  # a 128x128 image
+
+
+def resize_label(root, hw):
+    """Give one train label the size ``hw`` (its image stays 128x128)."""
+    path = root / TRAIN_LABELS / f'{LEFT}_gtFine_labelTrainIds.png'
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(
+        str(path),
+        cv2.resize(label, hw[::-1], interpolation=cv2.INTER_NEAREST))
+    return path
+
+
+@pytest.mark.parametrize(
+    'label_hw', [(160, 128), (96, 128)], ids=['larger', 'smaller'])
+def test_label_of_another_size_than_its_image(label_hw, data_copy, tmp_path,
+                                              run_tool, assert_one_line_error):
+    """Instead of ``stack expects each tensor to be equal size`` from the
+    loss, one line naming both files and both sizes."""
+    label = resize_label(data_copy, label_hw)
+    image = data_copy / TRAIN_IMAGES / f'{LEFT}_leftImg8bit.png'
+    proc = run_tool('train.py', CONFIG, '--work-dir', str(tmp_path / 'w'),
+                    '--cfg-options',
+                    f'train_dataloader.dataset.data_root={data_copy}/',
+                    'train_cfg.max_iters=3', 'train_cfg.val_interval=100')
+    assert_one_line_error(proc)
+    h, w = label_hw
+    assert re.fullmatch(
+        rf"train\.py: error: sample \d+: image '{re.escape(str(image))}', "
+        rf"label '{re.escape(str(label))}': the label's size differs from "
+        rf"the image's \(image 128x128, label {h}x{w}, HxW\); check the data "
+        r'with tools/misc/check_dataset\.py', proc.stderr.strip()), \
+        proc.stderr
 
 
 def test_num_groups_that_does_not_divide(tmp_path, run_tool,

@@ -47,6 +47,28 @@ def test_reports_exactly_the_three_problems(broken_copy, run_tool):
     assert '|      road     |' in proc.stdout  # the per-class table
 
 
+def test_labels_larger_and_smaller_than_their_images(data_copy, call_tool):
+    sizes = {'left': (160, 128), 'right': (96, 128)}  # images: 128x128
+    labels = {}
+    for side, (h, w) in sizes.items():
+        labels[side] = data_copy / f'{TRAIN}{side}_gtFine_labelTrainIds.png'
+        label = cv2.imread(str(labels[side]), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(
+            str(labels[side]),
+            cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST))
+    proc = call_tool('misc/check_dataset.py', CONFIG, '--cfg-options',
+                     f'train_dataloader.dataset.data_root={data_copy}/')
+    assert proc.returncode == 1, proc.stderr
+    problems = [
+        ln.strip() for ln in proc.stdout.splitlines() if ln.startswith('  ')
+    ]
+    assert sorted(problems) == [
+        f"{labels['left']}: size mismatch: image 128x128, label 160x128",
+        f"{labels['right']}: size mismatch: image 128x128, label 96x128",
+    ]
+    assert '2 problems:' in proc.stdout
+
+
 def test_clean_data_passes_with_a_pixel_table(repo_root, run_tool):
     proc = run_tool('misc/check_dataset.py', CONFIG, '--split', 'val')
     assert proc.returncode == 0, proc.stderr

@@ -26,6 +26,7 @@ from mmseg_wsbcn.evaluation.ground_truth import (build_label_loader,
                                                  load_label)
 from mmseg_wsbcn.launch import (OneLineErrorParser, exit_on_error,
                                 prepare_config)
+from mmseg_wsbcn.launch.build_checks import check_dataset_config
 from mmseg_wsbcn.launch.config import iter_dataset_cfgs
 from mmseg_wsbcn.utils.errors import ToolError
 from mmseg_wsbcn.utils.quiet import hide_known_warnings
@@ -90,6 +91,8 @@ def main(argv=None) -> None:
     if not loader:
         raise ToolError(f"the config has no {args.split}_dataloader; "
                         'choose --split train, val or test')
+    # build_seg_dataset builds in mmseg's scope
+    check_dataset_config(cfg, f'{args.split}_dataloader', scope='mmseg')
     results = [
         check(d) for _, d in iter_dataset_cfgs(loader['dataset'], '')
         if not d.get('datasets') and not isinstance(d.get('dataset'), dict)

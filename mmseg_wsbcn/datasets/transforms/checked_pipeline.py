@@ -13,8 +13,11 @@ pipeline of a built dataset in it, and
 dataloader it builds, before the loader starts its workers. A sample that
 fails to load, or whose label holds values outside the classes, raises
 :class:`~mmseg_wsbcn.utils.sample_checks.DataSampleError` naming the sample
-index and the files. Only the cheap part runs: the pipeline's own decoding,
-and one ``max`` (then ``unique`` when it is too large) of each label map.
+index and the files; so does a label whose size differs from its image's
+(compared as loaded, before any resize or crop; otherwise the batch fails
+to collate with ``stack expects each tensor to be equal size``). Only the
+cheap part runs: the pipeline's own decoding, the two sizes, and one
+``max`` (then ``unique`` when it is too large) of each label map.
 ``tools/misc/check_dataset.py`` checks a whole dataset completely.
 """
 from typing import Callable, List, Optional, Union
@@ -25,7 +28,8 @@ from mmengine.registry import TRANSFORMS
 
 from ...utils.dataset_wrappers import is_wrapper, iter_wrapped_datasets
 from ...utils.errors import first_line
-from ...utils.sample_checks import DataSampleError, bad_label_values
+from ...utils.sample_checks import (DataSampleError, bad_label_values,
+                                    size_mismatch)
 
 
 @TRANSFORMS.register_module()
@@ -40,8 +44,9 @@ class CheckedPipeline(BaseTransform):
 
     Raises (when called):
         DataSampleError: The pipeline failed on the sample (e.g. an image
-            that does not decode), or the packed label holds a value that
-            is neither a class nor the ignore index.
+            that does not decode), the label as loaded differs in size from
+            the decoded image, or the packed label holds a value that is
+            neither a class nor the ignore index.
     """
 
     def __init__(self,
@@ -60,15 +65,54 @@ class CheckedPipeline(BaseTransform):
             where += f", label '{results['seg_map_path']}'"
         return where
 
+    def _steps(self) -> List[Callable]:
+        """The pipeline's transforms, to run one by one as ``Compose``
+        does; the pipeline as one step when it is another callable."""
+        steps = getattr(self.pipeline, 'transforms', None)
+        return list(steps) if isinstance(steps, (list, tuple)) \
+            else [self.pipeline]
+
+    def _run(self, results: dict, where: str) -> Optional[dict]:
+        """Run the pipeline; stop at the first step after which the loaded
+        label and the decoded image differ in size.
+
+        The label's size is taken when it appears (``gt_seg_map``, set by
+        ``LoadAnnotations``), the image's is its decoded size
+        (``ori_shape``, set by ``LoadImageFromFile``), so the sizes are
+        compared before any resize or crop changes them, whatever the order
+        of the steps.
+        """
+        label_hw = None
+        checked = False
+        for step in self._steps():
+            try:
+                results = step(results)
+            except Exception as e:
+                raise DataSampleError(
+                    f'{where}: could not be loaded ({type(e).__name__}: '
+                    f'{first_line(e)}); check the data with '
+                    'tools/misc/check_dataset.py') from e
+            if results is None:
+                return None
+            if checked or not isinstance(results, dict):
+                continue
+            label = results.get('gt_seg_map')
+            if label_hw is None and label is not None:
+                label_hw = label.shape[:2]
+            image_hw = results.get('ori_shape')
+            if label_hw is not None and image_hw is not None:
+                checked = True
+                mismatch = size_mismatch(image_hw, label_hw)
+                if mismatch:
+                    raise DataSampleError(
+                        f"{where}: the label's size differs from the "
+                        f"image's ({mismatch}, HxW); check the data with "
+                        'tools/misc/check_dataset.py')
+        return results
+
     def transform(self, results: dict) -> Optional[dict]:
         where = self._where(results)
-        try:
-            out = self.pipeline(results)
-        except Exception as e:
-            raise DataSampleError(
-                f'{where}: could not be loaded ({type(e).__name__}: '
-                f'{first_line(e)}); check the data with '
-                'tools/misc/check_dataset.py') from e
+        out = self._run(results, where)
         sample = (out or {}).get('data_samples')
         label = getattr(getattr(sample, 'gt_sem_seg', None), 'data', None)
         if isinstance(label, torch.Tensor) and label.numel() and \

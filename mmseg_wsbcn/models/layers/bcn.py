@@ -51,7 +51,7 @@ autograd); both tiers (``impl``) compute it in the closed form of
 backward pass: the eager tier in eager PyTorch, the fused tier
 (:mod:`.bcn_compiled`) with its stages compiled by ``torch.compile``.
 """
-from typing import Optional, Sequence, Tuple
+from typing import ClassVar, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -242,6 +242,9 @@ class BCN(nn.GroupNorm):
     """
 
     _abbr_ = 'bn'
+    #: The allowed values of the arguments with a fixed set, checked in the
+    #: config before the model is built (``launch/build_checks.py``).
+    argument_choices: ClassVar[Dict[str, Tuple[str, ...]]] = {'impl': IMPLS}
 
     def __init__(self,
                  num_features: int,

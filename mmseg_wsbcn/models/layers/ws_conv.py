@@ -30,7 +30,7 @@ models.utils.fold_ws_conv` turns a model's WS convs into plain ones).
 """
 import contextlib
 import math
-from typing import Optional, Tuple, Union
+from typing import ClassVar, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -254,6 +254,10 @@ class WSConv2d(nn.Conv2d):
     # No standardized weight is kept between calls (fold_ws_conv is the
     # inference path); None for code written against the former eval cache.
     _ws_cache = None
+
+    #: The allowed values of the arguments with a fixed set, checked in the
+    #: config before the model is built (``launch/build_checks.py``).
+    argument_choices: ClassVar[Dict[str, Tuple[str, ...]]] = {'mode': _MODES}
 
     def __init__(self,
                  in_channels: int,

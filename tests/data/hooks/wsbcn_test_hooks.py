@@ -7,6 +7,7 @@ Import name ``wsbcn_test_hooks``: the tests put this folder on
 """
 import os
 import os.path as osp
+import signal
 import time
 from typing import Optional
 
@@ -80,8 +81,10 @@ class FaultInjectionHook(Hook):
         action (str, optional): ``'exit'`` (the process dies at once with
             exit code 1, as after a crash or an OOM kill), ``'hang'`` (it
             stops responding, sleeping forever), ``'nan_loss'`` (the decode
-            head's classifier weights become NaN, so the loss is NaN) or
-            ``None`` (do nothing; the default).
+            head's classifier weights become NaN, so the loss is NaN),
+            ``'sigterm'`` or ``'sigusr1'`` (the process sends itself that
+            signal, as slurm does before it kills a job) or ``None`` (do
+            nothing; the default).
         rank (int, optional): The rank that fails; ``None`` for all.
             Defaults to 1.
         iteration (int): The iteration, counted from 1. Defaults to 3.
@@ -93,7 +96,8 @@ class FaultInjectionHook(Hook):
                  action: Optional[str] = None,
                  rank: Optional[int] = 1,
                  iteration: int = 3) -> None:
-        assert action in (None, 'exit', 'hang', 'nan_loss'), action
+        assert action in (None, 'exit', 'hang', 'nan_loss', 'sigterm',
+                          'sigusr1'), action
         self.action = action
         self.rank = rank
         self.iteration = iteration
@@ -111,6 +115,8 @@ class FaultInjectionHook(Hook):
         elif self.action == 'hang':
             while True:
                 time.sleep(60)
+        elif self.action.startswith('sig'):
+            os.kill(os.getpid(), getattr(signal, self.action.upper()))
         else:
             with torch.no_grad():
                 _unwrap(runner.model).decode_head.conv_seg.weight.fill_(

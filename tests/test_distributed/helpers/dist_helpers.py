@@ -106,3 +106,50 @@ def bcn_errors(a: dict, b: dict, eps: float = 1e-5) -> dict:
         else:
             err['count'] = max(err['count'], diff.max().item())
     return err
+
+
+def assert_resumed_run_equals(ref_dir: str, work_dir: str, step: int) -> str:
+    """Check that the run in ``work_dir``, stopped after iteration ``step``
+    and resumed, ended as the uninterrupted run in ``ref_dir`` (same
+    config): final weights to 1e-6, BCN statistics to 1e-5 in the units
+    the layer uses them (:func:`bcn_errors`), the SGD momentum, and rank
+    0's losses of the iterations after ``step``
+    (``RankStateRecorderHook``).
+
+    The runs are usually bit-identical; the tolerances only absorb float32
+    rounding (rarely, two fresh processes with the same seed already
+    differ in the last bit of the first loss on this CPU build).
+
+    Returns:
+        str: What was measured, to print.
+    """
+    name = f'iter_{MAX_ITERS}.pth'
+    ref = load_checkpoint(osp.join(ref_dir, name))
+    got = load_checkpoint(osp.join(work_dir, name))
+    ref_sd, got_sd = ref['state_dict'], got['state_dict']
+    assert ref_sd.keys() == got_sd.keys()
+    identical = all(torch.equal(ref_sd[k], got_sd[k]) for k in ref_sd)
+    stats = [k for k in ref_sd if '.pbn.running_' in k or 'num_batches' in k]
+    params = [k for k in ref_sd if k not in stats]
+    diff = max((ref_sd[k] - got_sd[k]).abs().max().item() for k in params)
+    err = bcn_errors({k: got_sd[k]
+                      for k in stats}, {k: ref_sd[k]
+                                        for k in stats})
+    for key in params:
+        torch.testing.assert_close(
+            got_sd[key], ref_sd[key], rtol=0, atol=1e-6, msg=key)
+    assert err['mean'] <= 1e-5 and err['var'] <= 1e-5 and err['count'] == 0
+    # the optimizer state (SGD momentum) too
+    for a, b in zip(ref['optimizer']['state'].values(),
+                    got['optimizer']['state'].values()):
+        torch.testing.assert_close(
+            b['momentum_buffer'], a['momentum_buffer'], rtol=1e-4, atol=1e-6)
+    # and the losses: the iterations after the resume repeat the curve
+    ref_losses = rank_records(ref_dir)
+    got_losses = rank_records(work_dir)
+    assert set(range(step + 1, MAX_ITERS + 1)) <= set(got_losses)
+    for it in got_losses:
+        assert got_losses[it]['losses']['loss'] == pytest.approx(
+            ref_losses[it]['losses']['loss'], abs=1e-6), it
+    return (f'bit-identical: {identical}; max |weight diff| {diff:.3g}; '
+            f'BCN statistics {err}')

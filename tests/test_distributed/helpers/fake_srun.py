@@ -7,11 +7,15 @@
 then, if ``$FAKE_SRUN_RUN`` is set, starts ``--ntasks`` copies of the
 command on this machine with the variables slurm gives each task
 (``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``, ``SLURM_NODELIST``)
-and, like ``--kill-on-bad-exit=1``, kills the others when one fails.
+and, like ``--kill-on-bad-exit=1``, kills the others when one fails. Like
+srun, it passes a SIGUSR1 it receives on to the tasks.
 
-``scontrol show hostname NODES``: prints ``127.0.0.1``.
+``scontrol show hostname NODES``: prints ``127.0.0.1``; ``scontrol
+requeue ID`` (any other command): writes its arguments, one per line, to
+``$FAKE_SCONTROL_RECORD`` if that is set.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +43,8 @@ def srun(args) -> int:
     ntasks = int(
         next(o for o in options if o.startswith('--ntasks=')).split('=')[1])
     procs = []
+    signal.signal(signal.SIGUSR1,
+                  lambda signum, frame: [p.send_signal(signum) for p in procs])
     for rank in range(ntasks):
         env = dict(
             os.environ,
@@ -60,7 +66,13 @@ def srun(args) -> int:
 
 
 def scontrol(args) -> int:
-    print('127.0.0.1')
+    if args[:1] == ['show']:
+        print('127.0.0.1')
+        return 0
+    record = os.environ.get('FAKE_SCONTROL_RECORD')
+    if record:
+        with open(record, 'w') as f:
+            f.write('\n'.join(args) + '\n')
     return 0
 
 
