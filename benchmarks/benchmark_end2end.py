@@ -3,7 +3,9 @@
 
 Not a test. In one run, on the same inputs, for the norm variants of
 ``configs/_base_/models/deeplabv3_r50-d8_{variant}.py`` (``bn``, ``gn``,
-``gn-ws``, ``bcn-ws`` with estimated statistics, ``bcnbatch-ws``):
+``gn-ws``, ``bcn-ws`` with estimated statistics, ``bcnbatch-ws`` and the
+normalization zoo: ``frn``, ``evonorm-s0``, ``evonorm-b0``, ``mabn``,
+``frozenbn``; docs/norms.md):
 
 - **training iteration**: mmseg's ``train_step`` (data preprocessor, loss,
   backward, SGD step), after warm-up, median over repeats, the variants
@@ -18,7 +20,7 @@ Not a test. In one run, on the same inputs, for the norm variants of
 - **layer ratios**: ``benchmark_layers.py`` re-run (BCN, WS conv, eval
   forwards), so that one command gives everything.
 
-It prints tables of ratios against ``bn`` (and ``gn-ws`` against ``gn``,
+It prints tables of ratios of every variant against ``bn`` and ``gn`` (and
 ``bcn-ws`` against ``bcnbatch-ws``) and writes a JSON file with the
 machine, threads, versions, arguments and every median, so that runs can
 be compared over time.
@@ -56,10 +58,11 @@ VARIANTS = tuple(
             for p in MODEL_BASES.glob('deeplabv3_r50-d8_*.py')
             if p.stem != 'deeplabv3_r50-d8_syncbn'),
            key=lambda v: (v != 'bn', v)))
-# (variant, baseline) pairs of the ratio tables
-PAIRS = [(v, 'bn')
-         for v in VARIANTS if v != 'bn'] + [('gn-ws', 'gn'),
-                                            ('bcn-ws', 'bcnbatch-ws')]
+# (variant, baseline) pairs of the ratio tables: every variant against BN
+# and GN, and BCN's two forms against each other
+PAIRS = [(v, 'bn') for v in VARIANTS if v != 'bn'] + [
+    (v, 'gn') for v in VARIANTS if v not in ('bn', 'gn')
+] + [('bcn-ws', 'bcnbatch-ws')]
 
 
 def _config_path(variant: str) -> Path:
@@ -199,7 +202,7 @@ def measure_memory(variants: Sequence[str],
 def ratio_table(title: str, values: Dict[str, float], unit: str,
                 scale: float) -> List[str]:
     lines = [
-        f'{title}', f'  {"variant":<12} {unit:>10}  ' +
+        f'{title}', f'  {"variant":<14} {unit:>10}  ' +
         '  '.join(f'{"/ " + base:>14}' for base in ('bn', 'gn', 'bcnbatch-ws'))
     ]
     for variant in VARIANTS:
@@ -210,7 +213,7 @@ def ratio_table(title: str, values: Dict[str, float], unit: str,
             show = (variant, base) in PAIRS or variant == base
             cells.append(f'{values[variant] / values[base]:>14.3f}'
                          if show and base in values else f'{"":>14}')
-        lines.append(f'  {variant:<12} {values[variant] * scale:>10.1f}  ' +
+        lines.append(f'  {variant:<14} {values[variant] * scale:>10.1f}  ' +
                      '  '.join(cells).rstrip())
     return lines
 

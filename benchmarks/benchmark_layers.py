@@ -30,6 +30,11 @@ Rows (``ratio = layer / baseline``, lower is faster):
   step of mmcv's ``conv_ws_2d``, on the conv's weight. This is the part
   in which WS convs differ; the conv itself dominates the layer.
 - ``nn.Conv2d`` and ``nn.BatchNorm2d`` against identical copies (A/A).
+- ``zoo``: every norm of the micro-batch normalization zoo
+  (:data:`ZOO_NORMS`: BCN, FRN+TLU, EvoNorm-S0/B0, MABN), built from its
+  ``norm_cfg`` by mmcv's ``build_norm_layer`` as a config builds it, /
+  ``nn.GroupNorm(32, C)`` and / ``nn.BatchNorm2d(C)``; and ``CenConv2d`` /
+  ``nn.Conv2d`` (MABN's conv; the WS convs are in ``conv``).
 
 Every layer is in training mode; one step is ``out = layer(x)`` then
 ``out.backward(grad)`` with ``x.requires_grad`` (as inside a network) and
@@ -43,6 +48,7 @@ Example::
 
     python benchmarks/benchmark_layers.py --threads 1
     python benchmarks/benchmark_layers.py --shapes s1 --layers norm
+    python benchmarks/benchmark_layers.py --layers zoo
 """
 import argparse
 import functools
@@ -51,6 +57,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from common import add_timing_arguments, apply_timing_arguments
+from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmcv.cnn.bricks.conv_ws import ConvWS2d
 from torch import Tensor
 from torch.nn.parameter import Parameter
@@ -59,6 +66,16 @@ from mmseg_wsbcn.models.layers import BCN, WSConv2d, weight_standardize
 from mmseg_wsbcn.utils.timing import interleaved_medians
 
 GROUPS = 32
+#: The zoo's norm layers as their base configs build them (row name ->
+#: norm_cfg); the baselines GroupNorm and BatchNorm2d are added by
+#: :func:`zoo_rows`.
+ZOO_NORMS: Dict[str, dict] = {
+    'BCN': dict(type='BCN', num_groups=GROUPS, estimate=True),
+    'FRN+TLU': dict(type='FRN', eps=1e-6),
+    'EvoNorm-S0': dict(type='EvoNormS0', num_groups=GROUPS),
+    'EvoNorm-B0': dict(type='EvoNormB0'),
+    'MABN': dict(type='MABN'),
+}
 
 # name -> (conv in, conv out, kernel, size), norm channels
 SHAPES: Dict[str, Tuple[Tuple[int, int, int, int], int]] = {
@@ -310,6 +327,45 @@ def norm_rows(shape: str,
     return rows
 
 
+def zoo_rows(shape: str, batch: int, device: torch.device, warmup: int,
+             repeats: int) -> List[Row]:
+    """Time every norm of :data:`ZOO_NORMS` against GroupNorm and
+    BatchNorm2d at ``shape``, and CenConv2d against Conv2d, all in one
+    interleaved group each."""
+    (c_in, c_out, k, size), channels = SHAPES[shape]
+    layers = {
+        name: build_norm_layer(cfg, channels)[1]
+        for name, cfg in ZOO_NORMS.items()
+    }
+    layers.update({
+        'GroupNorm': nn.GroupNorm(GROUPS, channels),
+        'BatchNorm2d': nn.BatchNorm2d(channels)
+    })
+    for layer in layers.values():
+        layer.to(device).train()
+    torch.manual_seed(0)
+    x = torch.randn(
+        batch, channels, size, size, device=device, requires_grad=True)
+    ms = time_group(layers, x, torch.randn_like(x), warmup, repeats)
+    label = f'({batch}, {channels}, {size}, {size})'
+    rows = [(name, label, baseline, ms[name], ms[baseline])
+            for name in ZOO_NORMS for baseline in ('GroupNorm', 'BatchNorm2d')]
+    kwargs = dict(padding=k // 2, bias=False)
+    convs = {
+        'CenConv2d':
+        build_conv_layer(dict(type='CenConv2d'), c_in, c_out, k, **kwargs),
+        'Conv2d': nn.Conv2d(c_in, c_out, k, **kwargs)
+    }
+    for conv in convs.values():
+        conv.to(device).train()
+    x = torch.randn(batch, c_in, size, size, device=device, requires_grad=True)
+    grad = torch.randn(batch, c_out, size, size, device=device)
+    ms = time_group(convs, x, grad, warmup, repeats)
+    rows.append(('CenConv2d', f'{c_in}->{c_out} {k}x{k} @{size}', 'Conv2d',
+                 ms['CenConv2d'], ms['Conv2d']))
+    return rows
+
+
 def _bcn_name(estimate: bool, impl: str) -> str:
     return (f'BCN(est={estimate})'
             if impl == 'eager' else f'BCN(est={estimate}, {impl})')
@@ -406,10 +462,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--layers',
         nargs='+',
-        choices=('conv', 'norm', 'eval'),
-        default=('conv', 'norm', 'eval'),
+        choices=('conv', 'norm', 'eval', 'zoo'),
+        default=('conv', 'norm', 'eval', 'zoo'),
         help='which row groups to run: training conv and norm layers, '
-        'eval forwards (default: all)')
+        'eval forwards, the normalization zoo (default: all)')
     parser.add_argument(
         '--impls',
         nargs='+',
@@ -436,6 +492,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             rows += norm_rows(*common, impls=args.impls)
         if 'eval' in args.layers:
             rows += eval_rows(*common)
+        if 'zoo' in args.layers:
+            rows += zoo_rows(*common)
     print(format_table(rows))
 
 

@@ -263,7 +263,7 @@ def plot_grid(results: Sequence[RunResult], metric: str = 'mIoU'):
     columns, rows = _columns(results), _rows(results)
     cells = {(r.norm, r.dataset, r.images_per_gpu): r.metrics[metric]
              for r in results}
-    fig = Figure(figsize=(max(6, 1.2 + 0.55 * len(rows) * len(columns)),
+    fig = Figure(figsize=(max(6, 2.8 + 0.55 * len(rows) * len(columns)),
                           4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -281,7 +281,7 @@ def plot_grid(results: Sequence[RunResult], metric: str = 'mIoU'):
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels([f'{d}\n{n} img/GPU' for d, n in columns])
     ax.set_ylabel(metric)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
     return fig

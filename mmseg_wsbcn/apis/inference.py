@@ -24,7 +24,7 @@ from mmseg.apis import init_model as mmseg_init_model
 from mmseg.utils import dataset_aliases, get_classes, get_palette
 
 from ..engine.checkpoint_files import load_checkpoint_file, load_weights
-from ..engine.remote_checkpoint import HTTP_PREFIXES, download_checkpoint
+from ..engine.checkpoint_schemes import HTTP_PREFIXES, download_checkpoint
 from ..models.utils import fold_ws_conv
 
 

@@ -21,8 +21,10 @@ one ``--resume`` may use.
 import logging
 import os
 import os.path as osp
+import pickle
 import re
-from typing import Iterable, List, Mapping, Optional, Tuple
+import zipfile
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -68,7 +70,8 @@ TRUST_OPT_IN = ('pass --trust-checkpoint to the tool (trust_checkpoint=True '
 
 def load_checkpoint_file(filename: str,
                          map_location=None,
-                         trust: bool = False) -> dict:
+                         trust: bool = False,
+                         complete: Sequence[str] = ('state_dict', )) -> dict:
     """Load a local checkpoint the user named for this run.
 
     Args:
@@ -77,6 +80,10 @@ def load_checkpoint_file(filename: str,
         trust (bool): Unpickle the file fully (``weights_only=False``),
             which runs any code it holds: only for a file the user vouches
             for. Defaults to False.
+        complete (Sequence[str]): Key paths that must be read whole, or the
+            file is refused (``--resume`` asks for its optimizer, scheduler
+            and run state too). ``'state_dict'`` stands for the weights,
+            also when the checkpoint is a bare state dict.
 
     Returns:
         dict: The checkpoint, with the toolkit's plain-data training state
@@ -86,8 +93,8 @@ def load_checkpoint_file(filename: str,
     Raises:
         FileNotFoundError: There is no such file.
         CheckpointLoadError: torch cannot read it.
-        UntrustedCheckpointError: Its weights (or the whole file) can only
-            be read by full unpickling.
+        UntrustedCheckpointError: What ``complete`` names (or the whole
+            file) can only be read by full unpickling.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -99,33 +106,58 @@ def load_checkpoint_file(filename: str,
             checkpoint = torch.load(
                 filename, map_location=map_location, weights_only=False)
         else:
-            checkpoint, unsafe = safe_load(filename, map_location)
-            if unsafe:
-                checkpoint = _keep_safe_part(filename, checkpoint, unsafe)
+            checkpoint = _load_safely(filename, map_location, complete)
+        return from_plain(checkpoint) if isinstance(checkpoint, dict) \
+            else checkpoint
     except UntrustedCheckpointError:
         raise
     except Exception as e:  # RuntimeError, EOFError, UnpicklingError, ...
         raise CheckpointLoadError.for_file(filename, first_sentence(e)) \
             from e
-    return from_plain(checkpoint) if isinstance(checkpoint, dict) \
-        else checkpoint
 
 
-def _keep_safe_part(filename: str, checkpoint, unsafe: List[str]) -> dict:
-    """The checkpoint without the values that hold an unread global; the
-    weights must be complete."""
+def _untrusted(filename: str, what: str,
+               names: str) -> UntrustedCheckpointError:
+    """The refusal: reading ``what`` needs the globals ``names``."""
+    error = UntrustedCheckpointError(
+        f"refusing to unpickle checkpoint '{filename}': reading {what} "
+        f'needs {names}, which only full unpickling reads, and that can '
+        f'run code; if you trust this file, {TRUST_OPT_IN}')
+    error.filename, error.reason = filename, f'holds {names}'
+    return error
+
+
+def _load_safely(filename: str, map_location, complete: Sequence[str]):
+    """:func:`~.safe_load.safe_load`, then the safe part of the result."""
+    try:
+        checkpoint, unsafe = safe_load(filename, map_location)
+    except pickle.UnpicklingError:
+        if zipfile.is_zipfile(filename):
+            raise  # a damaged pickle in a zip checkpoint
+        # torch's legacy (non-zip) format, whose globals cannot be listed
+        raise _untrusted(filename, 'its contents (legacy torch format)',
+                         'globals beyond the allowed ones')
+    if unsafe:
+        checkpoint = _keep_safe_part(filename, checkpoint, unsafe, complete)
+    return checkpoint
+
+
+def _keep_safe_part(filename: str, checkpoint, unsafe: List[str],
+                    complete: Sequence[str]) -> dict:
+    """The checkpoint without the values that hold an unread global; what
+    ``complete`` names must be whole."""
     names = ', '.join(unsafe[:3]) + (', ...' if len(unsafe) > 3 else '')
     kept, dropped = prune_unread(checkpoint)
-    weights = 'state_dict' if isinstance(kept, dict) \
-        and 'state_dict' in kept else ''
-    if kept is None or not isinstance(kept, dict) or any(
-            not weights or is_under(path, weights) for path in dropped):
-        error = UntrustedCheckpointError(
-            f"refusing to unpickle checkpoint '{filename}': its weights need "
-            f'{names}, which only full unpickling reads, and that can run '
-            f'code; if you trust this file, {TRUST_OPT_IN}')
-        error.filename, error.reason = filename, f'holds {names}'
-        raise error
+    bare = isinstance(kept, dict) and 'state_dict' not in kept
+    if kept is None or not isinstance(kept, dict) or (bare and dropped):
+        raise _untrusted(filename, 'its weights', names)
+    for key in complete:
+        lost = [path for path in dropped if is_under(path, key)]
+        if lost:
+            what = 'its weights' if key == 'state_dict' else \
+                f"its {key} (which --resume needs; e.g. '{lost[0]}')"
+            raise _untrusted(filename, what, names)
+    dropped.sort(key=lambda path: path.count('.'))  # top-level keys first
     shown = ', '.join(dropped[:3]) + (', ...' if len(dropped) > 3 else '')
     print_log(
         f"checkpoint '{filename}' read safely without {shown} (they hold "

@@ -28,6 +28,10 @@ from mmengine.logging import HistoryBuffer
 
 #: The key that marks a dict written by :func:`to_plain`.
 PLAIN_TAG = '__plain__'
+#: numpy dtype kinds that become tensors (bool, ints, floats, complex);
+#: string arrays become lists, other arrays (objects, dates) stay as they
+#: are (a safe load then leaves them out, with a warning).
+NUMERIC_KINDS = 'biufc'
 
 
 def _history_buffer_to_plain(buffer: HistoryBuffer) -> Dict[str, Any]:
@@ -46,8 +50,13 @@ def _value_to_plain(value: Any) -> Any:
     if isinstance(value, HistoryBuffer):
         return _history_buffer_to_plain(value)
     if isinstance(value, np.ndarray):
-        return {PLAIN_TAG: 'ndarray', 'data': torch.from_numpy(value.copy())}
-    if isinstance(value, np.generic):
+        if value.dtype.kind in NUMERIC_KINDS:
+            return {
+                PLAIN_TAG: 'ndarray',
+                'data': torch.from_numpy(value.copy())
+            }
+        return value.tolist() if value.dtype.kind in 'US' else value
+    if isinstance(value, (np.number, np.bool_, np.str_, np.bytes_)):
         return value.item()
     if isinstance(value, dict):
         plain = type(value)() if type(value) is not dict else {}
@@ -100,14 +109,23 @@ def to_plain(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
     return checkpoint
 
 
+def _is_history(value: dict) -> bool:
+    """A well-formed tagged ``HistoryBuffer`` (anything else is left as
+    the dict it is)."""
+    log, count = value.get('log_history'), value.get('count_history')
+    return isinstance(log, torch.Tensor) and isinstance(
+        count, torch.Tensor) and log.dim() == count.dim() == 1 and len(
+            log) == len(count) and isinstance(value.get('max_length'), int)
+
+
 def _value_from_plain(value: Any) -> Any:
     if isinstance(value, dict):
         tag = value.get(PLAIN_TAG)
-        if tag == 'HistoryBuffer':
+        if tag == 'HistoryBuffer' and _is_history(value):
             return HistoryBuffer(value['log_history'].numpy(),
                                  value['count_history'].numpy(),
                                  value['max_length'])
-        if tag == 'ndarray':
+        if tag == 'ndarray' and isinstance(value.get('data'), torch.Tensor):
             return value['data'].numpy()
         for key, item in value.items():
             value[key] = _value_from_plain(item)

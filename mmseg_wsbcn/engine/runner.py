@@ -17,7 +17,9 @@ let a subclass change:
   SIGTERM/SIGUSR1) when ``custom_hooks`` lists none;
 - ``train`` lets that hook catch its signals from its start to its end;
 - ``build_dataloader`` wraps each dataset's pipeline in the
-  :class:`~mmseg_wsbcn.datasets.CheckedPipeline` transform.
+  :class:`~mmseg_wsbcn.datasets.CheckedPipeline` transform, and makes the
+  loader's workers ignore SIGTERM and SIGUSR1 from anyone but the main
+  process (whose ``PreemptionHook`` handles them).
 
 ``tools/train.py``/``tools/test.py`` use this runner when the config sets no
 ``runner_type``; the toolkit's configs set
@@ -42,7 +44,16 @@ from .checkpoint_files import (LAST_CHECKPOINT, CheckpointLoadError,
                                load_checkpoint_file, load_weights,
                                read_last_checkpoint, resume_candidates)
 from .hooks import PreemptionHook
-from .remote_checkpoint import HTTP_PREFIXES, load_from_http_safely
+from .hooks.preemption_hook import IgnoreSignalsInWorker
+from .checkpoint_schemes import (HTTP_PREFIXES, load_from_http_safely,
+                                 trusted_loads)
+
+
+#: What ``--resume`` needs read whole (key paths): the weights, the
+#: iteration, the optimizer and scheduler states and the run's info. Only
+#: the logged history (``message_hub.log_scalars``) may be left out.
+RESUME_KEYS = ('state_dict', 'meta', 'optimizer', 'param_schedulers',
+               'message_hub.runtime_info', 'message_hub.resumed_keys')
 
 
 class ResumeError(OneLineError, RuntimeError):
@@ -81,6 +92,7 @@ class SafeCheckpointRunner(Runner):
     #: False``): set from the config's ``trust_checkpoint`` (the tools'
     #: ``--trust-checkpoint``), for files the user vouches for.
     trust_checkpoint: bool = False
+    _resuming: bool = False
 
     @classmethod
     def from_cfg(cls, cfg) -> 'SafeCheckpointRunner':
@@ -103,15 +115,19 @@ class SafeCheckpointRunner(Runner):
 
     def train(self):
         """As ``Runner.train``; the :class:`~mmseg_wsbcn.engine.hooks.
-        PreemptionHook` catches its signals from the start (the train
-        loop's DataLoader workers, started before any hook runs, inherit
-        the handler) and puts the previous handlers back at the end, also
-        when training fails."""
+        PreemptionHook` catches its signals from the start (before the
+        train loop is built and its DataLoader workers start, which ignore
+        SIGTERM and SIGUSR1: see :meth:`build_dataloader`) and puts the
+        previous handlers back at the end, also when training fails. The
+        weights the model's ``init_cfg`` loads (``Pretrained``) are read
+        fully only with ``trust_checkpoint``
+        (:func:`~mmseg_wsbcn.engine.checkpoint_schemes.trusted_loads`)."""
         hooks = [h for h in self.hooks if isinstance(h, PreemptionHook)]
         for hook in hooks:
             hook.install()
         try:
-            return super().train()
+            with trusted_loads(self.trust_checkpoint):
+                return super().train()
         finally:
             for hook in hooks:
                 hook.restore()
@@ -125,20 +141,36 @@ class SafeCheckpointRunner(Runner):
         is read by
         :func:`~mmseg_wsbcn.engine.checkpoint_files.load_checkpoint_file`.
         """
+        complete = RESUME_KEYS if self._resuming else ('state_dict', )
         if str(filename).startswith(HTTP_PREFIXES):
             checkpoint = load_from_http_safely(filename, map_location,
                                                self.trust_checkpoint)
-        elif '://' in str(filename):
-            return super().load_checkpoint(filename, map_location, strict,
-                                           list(revise_keys))
+        elif '://' in str(filename):  # model-zoo names (checkpoint_schemes)
+            with trusted_loads(self.trust_checkpoint):
+                return super().load_checkpoint(filename, map_location,
+                                               strict, list(revise_keys))
         else:
-            checkpoint = load_checkpoint_file(filename, map_location,
-                                              self.trust_checkpoint)
+            checkpoint = load_checkpoint_file(
+                filename,
+                map_location,
+                self.trust_checkpoint,
+                complete=complete)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         load_weights(unwrap_model(self.model), checkpoint, strict, revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """As ``Runner.resume``; the checkpoint must then be read whole
+        (:data:`RESUME_KEYS`): a file whose optimizer, scheduler or run
+        state only full unpickling reads is refused rather than resumed
+        inexactly."""
+        self._resuming = True
+        try:
+            return super().resume(filename, *args, **kwargs)
+        finally:
+            self._resuming = False
 
     def load_or_resume(self) -> None:
         if self._has_loaded or not self._resume \
@@ -180,9 +212,23 @@ class SafeCheckpointRunner(Runner):
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """As ``Runner.build_dataloader``; also puts the dataset's pipeline
+        in :class:`~mmseg_wsbcn.datasets.CheckedPipeline` and makes the
+        loader's workers ignore SIGTERM and SIGUSR1 from anyone but the
+        main process (:class:`~mmseg_wsbcn.engine.hooks.preemption_hook.
+        IgnoreSignalsInWorker` around its ``worker_init_fn``, an attribute
+        a ``DataLoader`` reads when it starts its workers): slurm signals
+        every process of the job, and PyTorch's own SIGTERM handler in a
+        worker would end it, failing the run before the
+        :class:`~mmseg_wsbcn.engine.hooks.PreemptionHook` of the main
+        process saves."""
         loader = Runner.build_dataloader(dataloader, seed, diff_rank_seed)
         if isinstance(loader, DataLoader):
             guard_dataset(loader.dataset)
+            if loader.num_workers > 0 and not isinstance(
+                    loader.worker_init_fn, IgnoreSignalsInWorker):
+                loader.worker_init_fn = IgnoreSignalsInWorker(
+                    loader.worker_init_fn)
         return loader
 
 

@@ -38,12 +38,18 @@ def _numpy_globals() -> List[Any]:
     """numpy's reconstruction helpers: arrays (``_reconstruct``,
     ``ndarray``, ``dtype``), scalars (``scalar``) and the class of each
     numeric dtype (whose state a dtype's unpickling sets). They build a
-    numpy value from bytes and call nothing named in the file."""
-    multiarray = getattr(np, '_core', None) or np.core
-    return [
-        multiarray.multiarray._reconstruct, multiarray.multiarray.scalar,
-        np.ndarray, np.dtype
-    ] + [type(np.dtype(name)) for name in NUMPY_DTYPES]
+    numpy value from bytes and call nothing named in the file. Both module
+    names are allowed for the helpers: numpy >= 2 writes
+    ``numpy._core.multiarray``, numpy 1 (every older checkpoint)
+    ``numpy.core.multiarray``."""
+    core = getattr(np, '_core', None) or np.core
+    helpers = [(getattr(core.multiarray, name), f'{module}.{name}')
+               for name in ('_reconstruct', 'scalar')
+               for module in ('numpy._core.multiarray',
+                              'numpy.core.multiarray')]
+    return helpers + [np.ndarray, np.dtype] + [
+        type(np.dtype(name)) for name in NUMPY_DTYPES
+    ]
 
 
 #: Globals, beyond torch's own allow-list, that OpenMMLab checkpoints hold.

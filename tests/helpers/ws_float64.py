@@ -3,8 +3,9 @@
 Qiao et al. (arXiv 1903.10520), independently of the package: the one
 reference the WS tests hold the layer to.
 
-Per output channel of a weight ``W`` (O, I, kh, kw), over its
-``n = I * kh * kw`` values: ``mu = sum(W) / n`` and the unbiased
+Per output channel of a weight ``W`` (O, I, kh, kw), or of any conv
+dimension (O, I, *kernel), over its ``n = I * kh * kw`` (``I *
+prod(kernel)``) values: ``mu = sum(W) / n`` and the unbiased
 ``var = sum((W - mu) ** 2) / (n - 1)``; the ``var`` form is
 ``(W - mu) / sqrt(var + eps)``, the ``std`` form (mmcv's ``ConvWS2d``)
 ``(W - mu) / (sqrt(var) + eps)``.
@@ -40,3 +41,20 @@ def conv2d_like(conv, x, weight, bias=None):
         padding = 0
     return F.conv2d(x, weight, bias, conv.stride, padding, conv.dilation,
                     conv.groups)
+
+
+def conv_like(conv, x, weight, bias=None):
+    """:func:`conv2d_like` for a conv of any dimension (``F.conv1d``,
+    ``F.conv2d`` or ``F.conv3d`` after the weight's shape); ``padding_mode``
+    other than ``'zeros'`` pads every spatial side by ``conv.padding``."""
+    dims = weight.dim() - 2
+    op = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
+    padding = conv.padding
+    if conv.padding_mode != 'zeros':
+        pads = []
+        for p in reversed(conv.padding):  # F.pad: last dimension first
+            pads += [p, p]
+        x = F.pad(x, pads, mode=conv.padding_mode)
+        padding = 0
+    return op(x, weight, bias, conv.stride, padding, conv.dilation,
+              conv.groups)

@@ -60,14 +60,36 @@ MINI_ROOTS = {
 #: The ``custom_imports`` every shipped config gets from
 #: ``configs/_base_/default_runtime.py``.
 PACKAGE_IMPORT = dict(imports=['mmseg_wsbcn'], allow_failed_imports=False)
-#: ``norm`` field of a config name -> (norm kind, WS form, BCN estimate).
-VARIANTS = {
+#: ``norm`` field of a config name -> (norm kind, conv form, BCN estimate).
+#: The conv form is a WS mode (``'std'``, ``'var'``), ``'cen'`` (CenConv2d)
+#: or None (plain convs). The first six form the paper's matrix (R-50/101,
+#: output stride 8/16, both datasets); the rest are the micro-batch
+#: normalization zoo (R-50-D8 8xb1 on both datasets, docs/norms.md).
+MATRIX_VARIANTS = {
     'bn': ('bn', None, None),
     'syncbn': ('syncbn', None, None),
     'gn': ('gn', None, None),
     'gn-ws': ('gn', 'std', None),
     'bcn-ws': ('bcn', 'var', True),
     'bcnbatch-ws': ('bcn', 'var', False),
+}
+ZOO_VARIANTS = {
+    'frn': ('frn', None, None),
+    'evonorm-s0': ('evonorm-s0', None, None),
+    'evonorm-b0': ('evonorm-b0', None, None),
+    'mabn': ('mabn', 'cen', None),
+    'frozenbn': ('bn', None, None),
+    'syncbn-precise': ('syncbn', None, None),
+    'bn-precise': ('bn', None, None),
+}
+VARIANTS = {**MATRIX_VARIANTS, **ZOO_VARIANTS}
+#: Variants whose heads use another norm than the backbone (FrozenBN: a
+#: frozen BN backbone, GroupNorm heads).
+HEAD_KINDS = {'frozenbn': 'gn'}
+#: Variants that add a hook to the runtime.
+VARIANT_HOOKS = {
+    'syncbn-precise': 'PreciseBNHook',
+    'bn-precise': 'PreciseBNHook'
 }
 #: Norm layers of mmseg's ResNet backbones: stem + 2 or 3 per block + one
 #: per downsample. ``ResNet`` (7x7 stem) has 1 stem norm, ``ResNetV1c``
@@ -84,7 +106,7 @@ BACKBONE_NORMS = {
 LR_REFERENCE_BATCH = {'cityscapes': 8, 'voc12aug': 16}
 
 NAME_RE = re.compile(
-    r'^deeplabv3_r(?P<depth>\d+)-d(?P<os>8|16)_(?P<norm>[a-z-]+?)'
+    r'^deeplabv3_r(?P<depth>\d+)-d(?P<os>8|16)_(?P<norm>[a-z0-9-]+?)'
     r'(?P<pre>-in1k-pre)?_(?P<gpus>\d+)xb(?P<per_gpu>\d+)'
     r'(?:-acc(?P<acc>\d+))?-(?P<iters>\d+k|\d+iters)_'
     r'(?P<data>[a-z0-9-]+)-(?P<h>\d+)x(?P<w>\d+)\.py$')
@@ -233,6 +255,9 @@ def tiny(cfg, work_dir, repo_root, batch_size=None, depth=18):
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].update(num_workers=0, persistent_workers=False)
     cfg.train_cfg.update(max_iters=1, val_interval=1)
+    for hook in cfg.get('custom_hooks', []):
+        if hook['type'] == 'PreciseBNHook':
+            hook['num_iters'] = 2
     cfg.default_hooks.checkpoint.save_last = False
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'test_{uuid.uuid4().hex}'
@@ -272,6 +297,9 @@ def assert_layers(part, part_name, kind, ws_mode, estimate):
     for name, conv in others:
         if ws_mode is None:
             assert type(conv) is nn.Conv2d, f'{part_name}.{name}: {conv}'
+        elif ws_mode == 'cen':
+            assert layer_kind(conv).name == 'cen_conv', \
+                f'{part_name}.{name}: {conv}'
         else:
             assert isinstance(conv, WSConv2d), f'{part_name}.{name}: {conv}'
             assert conv.mode == ws_mode, f'{part_name}.{name}: {conv.mode}'
@@ -299,7 +327,13 @@ def test_configs_are_discovered(configs):
     assert PAPER_CONFIG in deeplabv3 and MICRO_CONFIG in deeplabv3
     fields = [parse_name(c) for c in deeplabv3]
     for data in ('cityscapes', 'voc12aug'):
-        for norm in VARIANTS:
+        for norm in ZOO_VARIANTS:
+            if norm == 'bn-precise':  # per-GPU BN: a demo row only
+                continue
+            found = {(f['depth'], f['os'], f['gpus'], f['per_gpu'])
+                     for f in fields if (f['data'], f['norm']) == (data, norm)}
+            assert found == {('50', '8', '8', '1')}, (data, norm, found)
+        for norm in MATRIX_VARIANTS:
             for depth in ('50', '101'):
                 found = {
                     f['os']
@@ -468,22 +502,29 @@ def test_model_has_the_requested_layers(config, load):
     count = assert_layers(backbone, 'backbone', kind, ws_mode, estimate)
     key = (cfg.model.backbone.type, int(name['depth']))
     assert count == BACKBONE_NORMS[key], (key, count)
+    head_kind = HEAD_KINDS.get(name['norm'], kind)
     head = model.decode_head
-    count = assert_layers(head, 'decode_head', kind, ws_mode, estimate)
+    count = assert_layers(head, 'decode_head', head_kind, ws_mode, estimate)
     # image pooling + 1x1 + three atrous branches + bottleneck
     assert count == len(cfg.model.decode_head.dilations) + 2
     assert isinstance(head.image_pool[0], nn.AdaptiveAvgPool2d)
     assert type(head.conv_seg) is nn.Conv2d
     if cfg.model.get('auxiliary_head'):
         aux = model.auxiliary_head
-        assert assert_layers(aux, 'auxiliary_head', kind, ws_mode,
+        assert assert_layers(aux, 'auxiliary_head', head_kind, ws_mode,
                              estimate) == cfg.model.auxiliary_head.num_convs
         assert type(aux.conv_seg) is nn.Conv2d
     else:
         assert name['pre'] is not None  # only the paper config drops it
     # and nothing else in the model normalizes differently
     norms, _ = layer_census(model)
-    assert {norm_kind(m) for _, m in norms} == {kind}
+    assert {norm_kind(m) for _, m in norms} == {kind, head_kind}
+    hooks = [h['type'] for h in cfg.custom_hooks]
+    if name['norm'] in VARIANT_HOOKS:
+        assert hooks[-1] == VARIANT_HOOKS[name['norm']], hooks
+    if name['norm'] == 'frozenbn':
+        assert cfg.model.backbone.norm_eval is True
+        assert cfg.model.backbone.norm_cfg.requires_grad is False
 
 
 # -------------------------------------------------------- 2. train a step --
@@ -518,7 +559,11 @@ def test_every_training_setting_is_stepped(configs):
 @pytest.mark.configs(select=step_configs)
 def test_config_trains_and_validates_one_step(config, tmp_path, repo_root,
                                               load):
-    cfg = tiny(load(config), tmp_path, repo_root)
+    # SyncBN pools the statistics of all GPUs: at 1 image per GPU (the
+    # syncbn-precise zoo rows) one process stands in for two with 2 images
+    syncbn = VARIANTS[parse_name(config)['norm']][0] == 'syncbn'
+    cfg = tiny(load(config), tmp_path, repo_root, batch_size=2 if syncbn
+               else None)
     runner = build_runner(cfg)
     runner.train()
     assert runner.iter == 1

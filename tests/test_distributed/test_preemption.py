@@ -7,6 +7,10 @@ then ends with the same weights as a run that was never stopped
 test_resume_after_kill.py).
 
 - One process, SIGTERM from outside once an iteration is done.
+- One process with a DataLoader worker, SIGTERM to the whole process group
+  (as slurm signals every process of the job): the worker ignores it
+  (PyTorch's own SIGTERM handler would end it, failing the run), the main
+  process saves and exits, and no process of the group is left.
 - Two ranks (started by hand, as slurm starts them), SIGUSR1 on rank 1
   only, at the start of iteration 3 (the test-only ``FaultInjectionHook``):
   both ranks stop after iteration 3, rank 0 saves; resumed with
@@ -30,6 +34,9 @@ from dist_helpers import (BCN_CONFIG, FAKE_SRUN, MAX_ITERS, RUN_TIMEOUT,
 
 pytestmark = needs_gloo
 ONE_IMAGE = 'train_dataloader.batch_size=1'
+#: One DataLoader worker (the config has none); persistent_workers stays
+#: as the config sets it
+ONE_WORKER = 'train_dataloader.num_workers=1'
 LINE = (r'train.py: error: stopped by {signal} after iteration (\d+)/10; '
         r'checkpoint saved: {work_dir}/iter_\1\.pth; to continue, run the '
         r'same command with --resume \(exit status 75\)')
@@ -136,6 +143,64 @@ def test_resumed_after_sigterm_equals_the_uninterrupted_run(
     assert f'resumed epoch: 0, iter: {step}' in result.output
     measured = assert_resumed_run_equals(single_run.work_dir, work_dir, step)
     print(f'\n[resume after SIGTERM at iteration {step}] {measured}')
+
+
+@pytest.fixture(scope='module')
+def sigterm_group_run(repo_root, tool_env, tmp_path_factory):
+    """One process with one DataLoader worker (the config's
+    persistent_workers), started in its own process group, which gets
+    SIGTERM once the first iteration is done: its work_dir, exit status,
+    stderr, the iteration it stopped after, what it left, and whether a
+    process of the group was still there 10 s after it ended."""
+    work_dir = str(tmp_path_factory.mktemp('sigterm_group'))
+    proc = start([
+        sys.executable, 'tools/train.py', BCN_CONFIG, '--work-dir', work_dir,
+        '--cfg-options', ONE_WORKER
+    ], repo_root, tool_env(), work_dir, 'train')
+    wait_for_iteration(proc, work_dir)
+    os.killpg(proc.pid, signal.SIGTERM)  # the main process and its worker
+    status, stderr = finish(proc, work_dir, 'train')
+    deadline = time.monotonic() + 10
+    left = True
+    while left and time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)
+        except ProcessLookupError:
+            left = False
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr[-4000:]
+    match = re.fullmatch(
+        LINE.format(signal='SIGTERM', work_dir=re.escape(work_dir)), lines[0])
+    assert match, lines[0]
+    print(f'\n[SIGTERM to the process group] {lines[0]}')
+    return work_dir, status, stderr, int(
+        match.group(1)), stopped_state(work_dir), left
+
+
+def test_sigterm_to_the_process_group_with_a_worker_saves(sigterm_group_run):
+    work_dir, status, stderr, step, state, left = sigterm_group_run
+    assert status == 75, stderr[-4000:]
+    assert 'Traceback' not in stderr, stderr[-4000:]
+    assert 'exited unexpectedly' not in stderr
+    assert 1 <= step < MAX_ITERS
+    check_saved(work_dir, state, step)
+    assert not left, 'a process of the group outlived training by 10 s'
+
+
+def test_resumed_after_sigterm_to_the_group_equals_the_uninterrupted_run(
+        sigterm_group_run, run_cmd, single_run):
+    work_dir, _, _, step, _, _ = sigterm_group_run
+    result = run_cmd([
+        'tools/train.py', BCN_CONFIG, '--work-dir', work_dir, '--resume',
+        '--cfg-options', ONE_WORKER
+    ]).check()
+    assert f'resumed epoch: 0, iter: {step}' in result.output
+    measured = assert_resumed_run_equals(single_run.work_dir, work_dir, step)
+    print(f'\n[resume after SIGTERM to the group at iteration {step}] '
+          f'{measured}')
 
 
 @pytest.fixture(scope='module')

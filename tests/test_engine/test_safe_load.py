@@ -8,8 +8,11 @@ whole with torch's own ``weights_only=True`` and no allow-list, and resume
 exactly; MMEngine's plain checkpoints and the layout of a released mmseg
 1.x checkpoint load their weights and meta safely.
 """
+import json
 import logging
 import os.path as osp
+import pickle
+import types
 from collections import OrderedDict
 
 import numpy as np
@@ -218,21 +221,26 @@ def test_own_checkpoint_is_plain_and_resumes_exactly(tmp_path):
     assert scheduler.last_step == first.param_schedulers[0].last_step
 
 
-def test_plain_round_trip_of_mmengine_state():
-    """to_plain/from_plain on MMEngine's own objects, compared with the
-    originals field by field."""
+def test_plain_round_trip_of_mmengine_state(tmp_path):
+    """to_plain, a file, torch's own weights_only load (no allow-list) and
+    from_plain on MMEngine's own objects, compared with the originals field
+    by field."""
     hub = MessageHub.get_instance('plain-round-trip')
     for value in (0.5, 0.25, 0.125):
         hub.update_scalar('train/loss', value)
     hub.update_info('best', np.float32(0.75))
     hub.update_info('table', np.arange(6, dtype=np.int16).reshape(2, 3))
     original = hub.state_dict()
+    hub.update_info('names', np.array(['road', 'sky']))
     checkpoint = {'message_hub': hub.state_dict(), 'meta': {'seed': 1}}
-    to_plain(checkpoint)
-    saved = checkpoint['message_hub']
+    path = str(tmp_path / 'plain.pth')
+    torch.save(to_plain(checkpoint), path)
+    loaded = torch.load(path, weights_only=True)
+    saved = loaded['message_hub']
     assert not isinstance(saved['log_scalars']['train/loss'], HistoryBuffer)
     assert type(saved['runtime_info']['best']) is float
-    back = from_plain(checkpoint)['message_hub']
+    assert saved['runtime_info']['names'] == ['road', 'sky']
+    back = from_plain(loaded)['message_hub']
     buffer = back['log_scalars']['train/loss']
     ref = original['log_scalars']['train/loss']
     np.testing.assert_array_equal(buffer.data[0], ref.data[0])
@@ -369,4 +377,97 @@ def test_urls_are_read_safely_through_mmengine(http_folder, marker):
     torch.save({'state_dict': evil}, str(folder / 'evil.pth'))
     with pytest.raises(UntrustedCheckpointError, match='evil.pth'):
         CheckpointLoader.load_checkpoint(f'{url}/evil.pth')
+    assert not osp.exists(marker)
+
+
+def test_malformed_plain_tags_stay_dicts(tmp_path):
+    """A foreign dict that carries the tag but not the fields is left as
+    it is (no traceback from inside the conversion)."""
+    path = str(tmp_path / 'tagged.pth')
+    bad = {'__plain__': 'HistoryBuffer', 'log_history': [1.0]}
+    torch.save({'state_dict': weights(), 'message_hub': {'x': bad}}, path)
+    assert load_checkpoint_file(path)['message_hub']['x'] == bad
+
+
+def test_legacy_format_payload_is_refused(tmp_path, marker):
+    path = str(tmp_path / 'legacy.pth')
+    torch.save({'state_dict': {'w': Payload(marker)}},
+               path,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(UntrustedCheckpointError, match='legacy'):
+        load_checkpoint_file(path)
+    assert not osp.exists(marker)
+    legacy_good = str(tmp_path / 'legacy_good.pth')
+    state = weights()
+    torch.save({'state_dict': state},
+               legacy_good,
+               _use_new_zipfile_serialization=False)
+    assert_same_weights(load_checkpoint_file(legacy_good)['state_dict'],
+                        state)
+
+
+class _Numpy1Pickler(pickle._Pickler):
+    """Writes numpy's helpers under numpy 1's module name, as every
+    checkpoint written before numpy 2 names them."""
+
+    def save_global(self, obj, name=None):
+        if getattr(obj, '__module__', None) == 'numpy._core.multiarray':
+            self.write(pickle.GLOBAL + b'numpy.core.multiarray\n' +
+                       obj.__name__.encode() + b'\n')
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+def test_numpy1_values_load_whole(tmp_path):
+    path = str(tmp_path / 'numpy1.pth')
+    meta = {'seed': np.int64(7), 'scale': np.arange(3, dtype=np.float32)}
+    torch.save({'state_dict': weights(), 'meta': meta},
+               path,
+               pickle_module=types.SimpleNamespace(
+                   Pickler=_Numpy1Pickler, __name__='pickle'))
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    assert 'numpy.core.multiarray.scalar' in unsafe  # torch's own list
+    loaded = load_checkpoint_file(path)['meta']
+    assert loaded['seed'] == 7
+    np.testing.assert_array_equal(loaded['scale'], meta['scale'])
+
+
+def test_resume_refuses_a_file_it_cannot_read_whole(tmp_path):
+    """MMEngine's plain CheckpointHook pickles OneCycleLR's bound method:
+    resuming without the scheduler state would not be exact."""
+    runner = tiny_runner(tmp_path / 'plain', Runner, max_iters=2)
+    runner.train()
+    path = str(tmp_path / 'plain' / 'iter_2.pth')
+    second = tiny_runner(
+        tmp_path / 'r', SafeCheckpointRunner, resume=True, load_from=path)
+    with pytest.raises(UntrustedCheckpointError, match='param_schedulers'):
+        second.train()
+    trusting = tiny_runner(
+        tmp_path / 't', SafeCheckpointRunner, resume=True, load_from=path)
+    trusting.trust_checkpoint = True
+    trusting.train()
+    assert trusting.iter == 4
+
+
+def test_zoo_names_and_local_paths_are_read_safely(http_folder, marker,
+                                                   tmp_path, monkeypatch):
+    """``open-mmlab://`` names (resolved through MMEngine's home, which a
+    user's open_mmlab.json extends) and local paths, as a Pretrained
+    init_cfg loads them."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    folder, url = http_folder
+    evil = weights()
+    evil['conv.bias'] = Payload(marker)
+    torch.save({'state_dict': evil}, str(folder / 'evil.pth'))
+    home = tmp_path / 'mmengine_home'
+    home.mkdir()
+    (home / 'open_mmlab.json').write_text(
+        json.dumps({'evil_net': f'{url}/evil.pth'}))
+    monkeypatch.setenv('MMENGINE_HOME', str(home))
+    with pytest.raises(UntrustedCheckpointError):
+        CheckpointLoader.load_checkpoint('open-mmlab://evil_net')
+    with pytest.raises(UntrustedCheckpointError):
+        CheckpointLoader.load_checkpoint(str(folder / 'evil.pth'))
     assert not osp.exists(marker)

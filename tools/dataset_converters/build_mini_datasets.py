@@ -8,7 +8,8 @@ crops only; nothing is synthesized. See ``demo/data/README.md``.
 
 Usage::
 
-    python tools/dataset_converters/build_mini_datasets.py SRC [--out demo/data]
+    python tools/dataset_converters/build_mini_datasets.py SRC \
+        [--out demo/data]
 
 where ``SRC`` holds ``cityscapes_mini/`` and ``voc_mini/`` in their original
 layouts (see ``demo/data/README.md``).

@@ -15,6 +15,10 @@ Every checkpoint it saves is plain data
 the other hooks' since this hook's priority is ``VERY_LOW``), so
 ``torch.load(weights_only=True)`` reads it whole, ``--resume`` included.
 
+:meth:`AtomicCheckpointHook.save_now` saves the current iteration's
+checkpoint as an interval save would, at any time (``PreemptionHook`` uses
+it on SIGTERM/SIGUSR1).
+
 Name it in ``default_hooks.checkpoint`` (``type='AtomicCheckpointHook'``);
 :class:`~mmseg_wsbcn.engine.SafeCheckpointRunner` uses it in place of a
 plain ``CheckpointHook`` by itself.
@@ -43,6 +47,36 @@ class AtomicCheckpointHook(CheckpointHook):
     atomic. Takes ``CheckpointHook``'s arguments; checkpoints on a remote
     backend (``backend_args``, a URL ``out_dir``) are saved as MMEngine
     saves them, since renaming is a local-disk guarantee."""
+
+    def save_now(self, runner) -> str:
+        """Save the checkpoint of the iteration just finished (of the
+        epoch, when ``by_epoch``) now, exactly as an interval save does:
+        ``iter_N.pth`` (``filename_tmpl``) written atomically by the master
+        rank, ``last_checkpoint`` updated, the oldest checkpoint removed
+        past ``max_keep_ckpts``, the same contents. Call it after the
+        iteration, on every rank (as :class:`~mmseg_wsbcn.engine.hooks.
+        PreemptionHook` does from ``after_train_iter``); it saves even if
+        that iteration's checkpoint was just saved.
+
+        It calls ``CheckpointHook._save_checkpoint``, the method MMEngine's
+        own ``after_train_iter``/``after_train_epoch`` call for an interval
+        checkpoint (it computes the step and ``meta``); that private
+        method then calls ``_save_checkpoint_with_step``, which this class
+        already overrides, so the pair is this class's contract with
+        MMEngine, in one place.
+
+        Args:
+            runner (Runner): The runner of the training process.
+
+        Returns:
+            str: The checkpoint's path (:attr:`last_ckpt`).
+
+        Raises:
+            CheckpointSaveError: The file could not be written; the
+                previous checkpoints are intact.
+        """
+        self._save_checkpoint(runner)
+        return self.last_ckpt
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Make the checkpoint plain data before it is written."""

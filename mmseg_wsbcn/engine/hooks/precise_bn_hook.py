@@ -476,10 +476,10 @@ class PreciseBNHook(Hook):
         def forward(batch):
             if preprocess is not None:
                 batch = preprocess(batch, True)
-            with context():
-                if hasattr(model, '_run_forward'):
-                    return model._run_forward(batch, mode='loss')
-                return model(**batch, mode='loss')
+            with context():  # unpacked as BaseModel.train_step does
+                if isinstance(batch, dict):
+                    return model(**batch, mode='loss')
+                return model(*batch, mode='loss')
 
         return forward
 
