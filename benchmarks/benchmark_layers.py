@@ -30,11 +30,12 @@ Rows (``ratio = layer / baseline``, lower is faster):
   step of mmcv's ``conv_ws_2d``, on the conv's weight. This is the part
   in which WS convs differ; the conv itself dominates the layer.
 - ``nn.Conv2d`` and ``nn.BatchNorm2d`` against identical copies (A/A).
-- ``zoo``: every norm of the micro-batch normalization zoo
-  (:data:`ZOO_NORMS`: BCN, FRN+TLU, EvoNorm-S0/B0, MABN), built from its
-  ``norm_cfg`` by mmcv's ``build_norm_layer`` as a config builds it, /
-  ``nn.GroupNorm(32, C)`` and / ``nn.BatchNorm2d(C)``; and ``CenConv2d`` /
-  ``nn.Conv2d`` (MABN's conv; the WS convs are in ``conv``).
+- ``zoo``: the norm of every DeepLabv3-R50-D8 model base config
+  (:func:`zoo_layers`: BCN, FRN+TLU, EvoNorm-S0/B0, MABN, ...), built from
+  the backbone's ``norm_cfg`` by mmcv's ``build_norm_layer`` as the config
+  builds it, / ``nn.GroupNorm(32, C)`` and / ``nn.BatchNorm2d(C)``; and
+  each other conv layer (``CenConv2d``, MABN's) / ``nn.Conv2d`` (the WS
+  convs are in ``conv``).
 
 Every layer is in training mode; one step is ``out = layer(x)`` then
 ``out.backward(grad)`` with ``x.requires_grad`` (as inside a network) and
@@ -52,6 +53,7 @@ Example::
 """
 import argparse
 import functools
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -66,16 +68,32 @@ from mmseg_wsbcn.models.layers import BCN, WSConv2d, weight_standardize
 from mmseg_wsbcn.utils.timing import interleaved_medians
 
 GROUPS = 32
-#: The zoo's norm layers as their base configs build them (row name ->
-#: norm_cfg); the baselines GroupNorm and BatchNorm2d are added by
-#: :func:`zoo_rows`.
-ZOO_NORMS: Dict[str, dict] = {
-    'BCN': dict(type='BCN', num_groups=GROUPS, estimate=True),
-    'FRN+TLU': dict(type='FRN', eps=1e-6),
-    'EvoNorm-S0': dict(type='EvoNormS0', num_groups=GROUPS),
-    'EvoNorm-B0': dict(type='EvoNormB0'),
-    'MABN': dict(type='MABN'),
-}
+MODEL_BASES = Path(__file__).resolve().parents[1] / 'configs' / '_base_' \
+    / 'models'
+#: Layer types the other row groups time already (or the baselines).
+_BASELINE_TYPES = ('BN', 'SyncBN', 'GN', 'WSConv2d', None)
+
+
+def zoo_layers() -> Tuple[Dict[str, dict], Dict[str, dict]]:
+    """The norm and conv layers of the DeepLabv3-R50-D8 model base configs
+    (``configs/_base_/models/deeplabv3_r50-d8_<variant>.py``), as their
+    backbones build them: ``({variant: norm_cfg}, {variant: conv_cfg})``,
+    leaving out the baseline types. A new norm's base config adds its row,
+    as in ``benchmark_end2end.py``."""
+    from mmengine.config import Config
+    norms, convs = {}, {}
+    for path in sorted(MODEL_BASES.glob('deeplabv3_r50-d8_*.py')):
+        backbone = Config.fromfile(
+            str(path), import_custom_modules=False,
+            format_python_code=False).model.backbone
+        variant = path.stem[len('deeplabv3_r50-d8_'):]
+        norm, conv = backbone.get('norm_cfg'), backbone.get('conv_cfg')
+        if norm and norm.get('type') not in _BASELINE_TYPES:
+            norms[variant] = dict(norm)
+        if conv and conv.get('type') not in _BASELINE_TYPES:
+            convs[variant] = dict(conv)
+    return norms, convs
+
 
 # name -> (conv in, conv out, kernel, size), norm channels
 SHAPES: Dict[str, Tuple[Tuple[int, int, int, int], int]] = {
@@ -329,13 +347,14 @@ def norm_rows(shape: str,
 
 def zoo_rows(shape: str, batch: int, device: torch.device, warmup: int,
              repeats: int) -> List[Row]:
-    """Time every norm of :data:`ZOO_NORMS` against GroupNorm and
-    BatchNorm2d at ``shape``, and CenConv2d against Conv2d, all in one
-    interleaved group each."""
+    """Time the norm of every model base config (:func:`zoo_layers`)
+    against GroupNorm and BatchNorm2d at ``shape``, and its other conv
+    layers against Conv2d, in one interleaved group each."""
     (c_in, c_out, k, size), channels = SHAPES[shape]
+    zoo_norms, zoo_convs = zoo_layers()
     layers = {
         name: build_norm_layer(cfg, channels)[1]
-        for name, cfg in ZOO_NORMS.items()
+        for name, cfg in zoo_norms.items()
     }
     layers.update({
         'GroupNorm': nn.GroupNorm(GROUPS, channels),
@@ -349,20 +368,20 @@ def zoo_rows(shape: str, batch: int, device: torch.device, warmup: int,
     ms = time_group(layers, x, torch.randn_like(x), warmup, repeats)
     label = f'({batch}, {channels}, {size}, {size})'
     rows = [(name, label, baseline, ms[name], ms[baseline])
-            for name in ZOO_NORMS for baseline in ('GroupNorm', 'BatchNorm2d')]
+            for name in zoo_norms for baseline in ('GroupNorm', 'BatchNorm2d')]
     kwargs = dict(padding=k // 2, bias=False)
     convs = {
-        'CenConv2d':
-        build_conv_layer(dict(type='CenConv2d'), c_in, c_out, k, **kwargs),
-        'Conv2d': nn.Conv2d(c_in, c_out, k, **kwargs)
+        f'{name} conv': build_conv_layer(cfg, c_in, c_out, k, **kwargs)
+        for name, cfg in zoo_convs.items()
     }
+    convs['Conv2d'] = nn.Conv2d(c_in, c_out, k, **kwargs)
     for conv in convs.values():
         conv.to(device).train()
     x = torch.randn(batch, c_in, size, size, device=device, requires_grad=True)
     grad = torch.randn(batch, c_out, size, size, device=device)
     ms = time_group(convs, x, grad, warmup, repeats)
-    rows.append(('CenConv2d', f'{c_in}->{c_out} {k}x{k} @{size}', 'Conv2d',
-                 ms['CenConv2d'], ms['Conv2d']))
+    rows += [(name, f'{c_in}->{c_out} {k}x{k} @{size}', 'Conv2d', ms[name],
+              ms['Conv2d']) for name in convs if name != 'Conv2d']
     return rows
 
 

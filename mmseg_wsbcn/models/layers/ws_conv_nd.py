@@ -19,7 +19,7 @@ training in the autocast dtype. Autograd differentiates it; unlike
 weight for the backward pass (small next to 1-D / 3-D activations).
 """
 import math
-from typing import ClassVar, Dict, Optional, Tuple, Type, Union
+from typing import ClassVar, Dict, Tuple, Type
 
 import torch
 import torch.nn as nn
@@ -47,6 +47,17 @@ class _WSConvNd:
     #: The allowed values of the arguments with a fixed set, checked in the
     #: config before the model is built (``launch/build_checks.py``).
     argument_choices: ClassVar[Dict[str, Tuple[str, ...]]] = {'mode': _MODES}
+
+    def __init__(self,
+                 *args,
+                 eps: float = 1e-5,
+                 mode: str = 'var',
+                 **kwargs) -> None:
+        """``nn.Conv1d`` / ``nn.Conv3d``'s arguments (positional or by
+        name), then the keyword-only ``eps`` and ``mode``."""
+        _check_eps_mode(eps, mode)
+        self._plain.__init__(self, *args, **kwargs)
+        self._init_ws(eps, mode)
 
     def _init_ws(self, eps: float, mode: str) -> None:
         n = math.prod(self.weight.shape[1:])
@@ -113,9 +124,6 @@ class _WSConvNd:
         return conv
 
 
-_Size = Union[int, Tuple[int, ...]]
-
-
 @MODELS.register_module('WSConv1d')
 class WSConv1d(_WSConvNd, nn.Conv1d):
     """Conv1d with Weight Standardization (see the module docstring).
@@ -138,27 +146,6 @@ class WSConv1d(_WSConvNd, nn.Conv1d):
 
     _plain = nn.Conv1d
     _dims = 1
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 kernel_size: _Size,
-                 stride: _Size = 1,
-                 padding: Union[str, _Size] = 0,
-                 dilation: _Size = 1,
-                 groups: int = 1,
-                 bias: bool = True,
-                 padding_mode: str = 'zeros',
-                 device: Optional[torch.device] = None,
-                 dtype: Optional[torch.dtype] = None,
-                 *,
-                 eps: float = 1e-5,
-                 mode: str = 'var') -> None:
-        _check_eps_mode(eps, mode)
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size,
-                           stride, padding, dilation, groups, bias,
-                           padding_mode, device, dtype)
-        self._init_ws(eps, mode)
 
 
 @MODELS.register_module('WSConv3d')
@@ -183,24 +170,3 @@ class WSConv3d(_WSConvNd, nn.Conv3d):
 
     _plain = nn.Conv3d
     _dims = 3
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 kernel_size: _Size,
-                 stride: _Size = 1,
-                 padding: Union[str, _Size] = 0,
-                 dilation: _Size = 1,
-                 groups: int = 1,
-                 bias: bool = True,
-                 padding_mode: str = 'zeros',
-                 device: Optional[torch.device] = None,
-                 dtype: Optional[torch.dtype] = None,
-                 *,
-                 eps: float = 1e-5,
-                 mode: str = 'var') -> None:
-        _check_eps_mode(eps, mode)
-        nn.Conv3d.__init__(self, in_channels, out_channels, kernel_size,
-                           stride, padding, dilation, groups, bias,
-                           padding_mode, device, dtype)
-        self._init_ws(eps, mode)
