@@ -32,8 +32,9 @@ def test_quick_run_writes_json(repo_root, tmp_path):
         assert set(result[part]) == variants, part
         assert all(math.isfinite(v) and v > 0
                    for v in result[part].values()), part
+    # every variant against BN and GN
     assert set(result['ratios']['train']) == {
-        'gn/bn', 'gn-ws/bn', 'bcn-ws/bn', 'gn-ws/gn'
+        'gn/bn', 'gn-ws/bn', 'bcn-ws/bn', 'gn-ws/gn', 'bcn-ws/gn'
     }
     assert result['args']['crop'] == [64, 64]
     assert result['machine']['threads'] == 1

@@ -56,7 +56,7 @@ def test_a_good_config_passes():
     ('auxiliary_head.conv_cfg', dict(type='WSConv'),
      "model.auxiliary_head.conv_cfg.type='WSConv' is not a registered "
      "conv layer; the registered conv layers, closest first: "
-     "'WSConv2d', "),
+     "'WSConv"),  # WSConv1d, WSConv2d, WSConv3d: equally close
     ('decode_head.norm_cfg', dict(NORM, impl='compiled'),
      "model.decode_head.norm_cfg.impl='compiled' is not a valid impl of "
      "BCN; the valid impls, closest first: 'compile', 'auto', 'eager'"),

@@ -78,10 +78,10 @@ def assert_refused(proc, path, marker, assert_one_line_error):
     assert not osp.exists(marker)
 
 
-def test_test_py_refuses(call_tool, evil_checkpoint, marker, tmp_path,
+def test_test_py_refuses(run_tool, evil_checkpoint, marker, tmp_path,
                          assert_one_line_error):
-    proc = call_tool('test.py', CONFIG, evil_checkpoint, '--work-dir',
-                     str(tmp_path / 'w'))
+    proc = run_tool('test.py', CONFIG, evil_checkpoint, '--work-dir',
+                    str(tmp_path / 'w'))
     assert_refused(proc, evil_checkpoint, marker, assert_one_line_error)
 
 
@@ -106,10 +106,10 @@ def test_resume_refuses_instead_of_falling_back(run_tool, evil_checkpoint,
     assert_refused(proc, newest, marker, assert_one_line_error)
 
 
-def test_pytorch2onnx_refuses(call_tool, evil_checkpoint, marker, tmp_path,
+def test_pytorch2onnx_refuses(run_tool, evil_checkpoint, marker, tmp_path,
                               assert_one_line_error):
-    proc = call_tool('deployment/pytorch2onnx.py', CONFIG, evil_checkpoint,
-                     '--out', str(tmp_path / 'model.onnx'))
+    proc = run_tool('deployment/pytorch2onnx.py', CONFIG, evil_checkpoint,
+                    '--out', str(tmp_path / 'model.onnx'))
     assert_refused(proc, evil_checkpoint, marker, assert_one_line_error)
 
 
