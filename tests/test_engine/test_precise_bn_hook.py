@@ -10,15 +10,11 @@ batches of the per-batch mean and unbiased variance; for BCN's estimated
 statistics the mean of the batch means and the variance of all values
 about it, each batch weighted equally.
 """
-import datetime
 import os
-import socket
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
@@ -26,6 +22,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 from torch.testing import assert_close
 
+from gloo_ranks import run_gloo_ranks
 import mmseg_wsbcn  # noqa: F401  (registers the hook and the layers)
 from mmseg_wsbcn.engine.hooks import PreciseBNHook, update_precise_statistics
 from mmseg_wsbcn.models.layers import BCN
@@ -332,41 +329,25 @@ WORLD_SIZE, DIST_ITERS = 2, 3
 DIST_TIMEOUT_S = 180
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _worker(rank, port, tmp_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60))
-    try:
-        # the process group is up, so the samplers and the hook see 2
-        # ranks; the runner itself is not distributed (no DDP wrapper)
-        model = TinyNormModel(sync=True, local=True)
-        seen = record_inputs(model, LAYERS + ('bcn_local', ))
-        runner = make_runner(
-            os.path.join(tmp_dir, 'work'),
-            model=model,
-            num_iters=DIST_ITERS,
-            validate=False,
-            max_iters=1)
-        runner.train()
-        torch.save(
-            dict(
-                seen=seen,
-                buffers={
-                    k: v.clone()
-                    for k, v in model.state_dict().items()
-                }), os.path.join(tmp_dir, f'rank{rank}.pt'))
-    finally:
-        dist.destroy_process_group()
+def _rank_body(rank, tmp_dir):
+    """What each gloo rank computes (run by ``run_gloo_ranks``)."""
+    # the process group is up, so the samplers and the hook see 2
+    # ranks; the runner itself is not distributed (no DDP wrapper)
+    model = TinyNormModel(sync=True, local=True)
+    seen = record_inputs(model, LAYERS + ('bcn_local', ))
+    runner = make_runner(
+        os.path.join(tmp_dir, 'work'),
+        model=model,
+        num_iters=DIST_ITERS,
+        validate=False,
+        max_iters=1)
+    runner.train()
+    return dict(
+            seen=seen,
+            buffers={
+                k: v.clone()
+                for k, v in model.state_dict().items()
+            })
 
 
 @pytest.mark.slow
@@ -378,24 +359,7 @@ def test_two_ranks_agree_on_the_average_of_both(tmp_path):
     ranks' batches (per-rank BN and unsynchronized BCN: 2 x 3 batches;
     synchronized BCN: its global batches, the same on both ranks;
     estimates: all 6 batches)."""
-    context = mp.spawn(
-        _worker,
-        args=(_free_port(), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False)
-    deadline = time.monotonic() + DIST_TIMEOUT_S
-    try:
-        while not context.join(timeout=5):
-            if time.monotonic() > deadline:
-                pytest.fail(f'workers exceeded {DIST_TIMEOUT_S}s')
-    finally:
-        for proc in context.processes:
-            if proc.is_alive():
-                proc.kill()
-    ranks = [
-        torch.load(tmp_path / f'rank{r}.pt', weights_only=False)
-        for r in range(WORLD_SIZE)
-    ]
+    ranks = run_gloo_ranks(_rank_body, WORLD_SIZE, tmp_path, DIST_TIMEOUT_S)
     for key, value in ranks[0]['buffers'].items():
         if 'running' in key:
             assert torch.equal(value, ranks[1]['buffers'][key]), key

@@ -9,16 +9,13 @@ their parameter gradients must equal its parameter gradients. The
 ``_compile`` case runs the fused tier (compiled stages, the all-reduce
 between them).
 """
-import datetime
 import os
-import socket
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from gloo_ranks import run_gloo_ranks
 from mmseg_wsbcn.models.layers import BCN
 
 WORLD_SIZE = 2
@@ -112,29 +109,14 @@ def run_case(case, data, index):
         })
 
 
-def _worker(rank, port, tmp_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60))
-    try:
-        data = torch.load(os.path.join(tmp_dir, 'inputs.pt'))
-        results = {
-            case: run_case(case, data, CASES[case][4][rank])
-            for case in CASES
-        }
-        torch.save(results, os.path.join(tmp_dir, f'rank{rank}.pt'))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+def _rank_body(rank, tmp_dir):
+    """What each gloo rank computes (run by ``run_gloo_ranks``)."""
+    data = torch.load(os.path.join(tmp_dir, 'inputs.pt'))
+    results = {
+        case: run_case(case, data, CASES[case][4][rank])
+        for case in CASES
+    }
+    return results
 
 
 @pytest.fixture(scope='module')
@@ -143,21 +125,7 @@ def results(tmp_path_factory):
     tmp_dir = tmp_path_factory.mktemp('bcn_dist')
     data = make_inputs()
     torch.save(data, tmp_dir / 'inputs.pt')
-    context = mp.spawn(
-        _worker,
-        args=(_free_port(), str(tmp_dir)),
-        nprocs=WORLD_SIZE,
-        join=False)
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=5):
-            if time.monotonic() > deadline:
-                pytest.fail(f'distributed workers exceeded {TIMEOUT_S}s')
-    finally:
-        for proc in context.processes:
-            if proc.is_alive():
-                proc.kill()
-    ranks = [torch.load(tmp_dir / f'rank{r}.pt') for r in range(WORLD_SIZE)]
+    ranks = run_gloo_ranks(_rank_body, WORLD_SIZE, tmp_dir, TIMEOUT_S)
     return data, ranks
 
 

@@ -2,16 +2,12 @@
 """Tests of EvoNorm-B0 against a float64 reference written from the
 paper's pseudo-code, one (sample, channel) at a time; and with 2 gloo
 processes against one process on the whole batch."""
-import datetime
 import os
 import re
-import socket
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.registry import MODELS, DefaultScope
@@ -20,6 +16,7 @@ from mmseg.models.decode_heads import ASPPHead
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch.autograd import gradcheck
 
+from gloo_ranks import run_gloo_ranks
 from mmseg_wsbcn.models.layers import EvoNormB0, layer_kind
 from mmseg_wsbcn.models.layers.evonorm_b0 import evonorm_b0
 
@@ -381,29 +378,14 @@ def _run_steps(case, data, index):
         running_var=layer.running_var.clone())
 
 
-def _worker(rank, port, tmp_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60))
-    try:
-        data = torch.load(os.path.join(tmp_dir, 'inputs.pt'))
-        results = {
-            case: _run_steps(case, data, slices[rank])
-            for case, (_, _, slices) in DIST_CASES.items()
-        }
-        torch.save(results, os.path.join(tmp_dir, f'rank{rank}.pt'))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+def _rank_body(rank, tmp_dir):
+    """What each gloo rank computes (run by ``run_gloo_ranks``)."""
+    data = torch.load(os.path.join(tmp_dir, 'inputs.pt'))
+    results = {
+        case: _run_steps(case, data, slices[rank])
+        for case, (_, _, slices) in DIST_CASES.items()
+    }
+    return results
 
 
 @pytest.fixture(scope='module')
@@ -414,21 +396,7 @@ def dist_results(tmp_path_factory):
     tmp_dir = tmp_path_factory.mktemp('evonorm_b0_dist')
     data = _dist_inputs()
     torch.save(data, tmp_dir / 'inputs.pt')
-    context = mp.spawn(
-        _worker,
-        args=(_free_port(), str(tmp_dir)),
-        nprocs=WORLD_SIZE,
-        join=False)
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=5):
-            if time.monotonic() > deadline:
-                pytest.fail(f'distributed workers exceeded {TIMEOUT_S}s')
-    finally:
-        for proc in context.processes:
-            if proc.is_alive():
-                proc.kill()
-    ranks = [torch.load(tmp_dir / f'rank{r}.pt') for r in range(WORLD_SIZE)]
+    ranks = run_gloo_ranks(_rank_body, WORLD_SIZE, tmp_dir, TIMEOUT_S)
     return data, ranks
 
 
